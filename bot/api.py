@@ -1,0 +1,291 @@
+"""The agent HTTP API (``/v1``), health, readiness and metrics: parse, call the service, serialise."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from bot import domain
+from bot.domain import Actor, Principal
+from bot.effects import public_request
+from bot.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    SignoffError,
+    Unauthenticated,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from bot.metrics import Metrics
+from bot.openapi import openapi_document
+from bot.schemas import CancelBody, DecisionBody, LabelsBody, ResultBody, SubmitBody
+from bot.service import ApprovalService
+from bot.tokens import Tokens
+from storage.repository import ListFilter
+
+log = logging.getLogger("signoff.api")
+
+MAX_BODY = 1024 * 1024
+ID_PATTERN = re.compile(r"^req_[0-9a-z]{26}$")
+B = TypeVar("B", bound=BaseModel)
+PRINCIPAL = web.AppKey("principal", Principal)
+
+
+@dataclass
+class ApiDeps:
+    service: ApprovalService
+    tokens: Tokens
+    metrics: Metrics
+    ready: Callable[[], Awaitable[None]]
+    counts: Callable[[], Awaitable[tuple[dict[str, int], int]]]
+
+
+def error_response(err: SignoffError, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(err.to_json(), status=err.status, headers=headers)
+
+
+def make_error_middleware(metrics: Metrics) -> Any:
+    @web.middleware
+    async def errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+        route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+        try:
+            resp = await handler(request)
+        except SignoffError as e:
+            headers = {"WWW-Authenticate": "Bearer"} if isinstance(e, Unauthenticated) else None
+            resp = error_response(e, headers)
+        except web.HTTPRequestEntityTooLarge:
+            resp = error_response(PayloadTooLarge(f"the body is larger than the limit of {MAX_BODY} bytes (1 MiB)"))
+        except web.HTTPException as e:
+            if e.status < 400:
+                raise
+            code = {404: "not_found", 405: "method_not_allowed"}.get(e.status, "http_error")
+            err = SignoffError(e.reason or "error")
+            err.status, err.code = e.status, code
+            if e.status == 404:
+                err.message = f"no route for {request.method} {request.path}"
+            elif e.status == 405:
+                err.message = f"{request.method} is not allowed on {request.path}"
+            resp = error_response(err, {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None)
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            resp = error_response(SignoffError("internal error; the request was not applied"))
+        metrics.http.labels(method=request.method, route=route, code=str(resp.status)).inc()
+        return resp
+
+    return errors
+
+
+async def _principal(request: web.Request, tokens: Tokens) -> Principal:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("missing 'Authorization: Bearer <token>' header")
+    return await tokens.authenticate(token.strip())
+
+
+async def _body(request: web.Request, model: type[B]) -> B:
+    ctype = request.content_type
+    if ctype != "application/json":
+        raise UnsupportedMediaType(f"Content-Type must be application/json, got {ctype or 'none'!r}")
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise PayloadTooLarge(f"the body is {request.content_length} bytes; the limit is {MAX_BODY} (1 MiB)")
+    raw = await request.read()
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise BadRequest(f"the body is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ValidationFailed("the body must be a JSON object", details=[{"field": "(body)"}])
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise _validation_error(e) from None
+
+
+def _validation_error(e: ValidationError) -> ValidationFailed:
+    details = []
+    for err in e.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-")) or "(body)"
+        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        details.append({"field": loc, "message": msg})
+    first = details[0]
+    more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+    return ValidationFailed(f"{first['field']}: {first['message']}{more}", details=details)
+
+
+def _request_id(request: web.Request) -> str:
+    rid = request.match_info["id"]
+    if not ID_PATTERN.match(rid):
+        raise NotFound(f"no request with id {rid!r}")
+    return rid
+
+
+_QUERY = {
+    "list": {"status", "label", "tool", "agent", "risk", "channel", "limit", "cursor"},
+    "wait": {"timeout_s"},
+}
+
+
+def _query(request: web.Request, allowed: set[str]) -> dict[str, str]:
+    unknown = sorted(set(request.query) - allowed)
+    if unknown:
+        raise ValidationFailed(f"{unknown[0]}: unknown query parameter; allowed: {', '.join(sorted(allowed))}",
+                               details=[{"field": u, "message": "unknown query parameter"} for u in unknown])
+    return {k: request.query.getone(k) for k in request.query}
+
+
+def _int_param(q: dict[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    if name not in q:
+        return default
+    try:
+        value = int(q[name])
+    except ValueError:
+        raise ValidationFailed(f"{name}: expected an integer, got {q[name]!r}", details=[{"field": name}]) from None
+    if not lo <= value <= hi:
+        raise ValidationFailed(f"{name}: must be between {lo} and {hi}", details=[{"field": name}])
+    return value
+
+
+def _float_param(q: dict[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    if name not in q:
+        return default
+    try:
+        value = float(q[name])
+    except ValueError:
+        raise ValidationFailed(f"{name}: expected a number, got {q[name]!r}", details=[{"field": name}]) from None
+    if not lo <= value <= hi:  # also false for NaN
+        raise ValidationFailed(f"{name}: must be between {lo:g} and {hi:g}", details=[{"field": name}])
+    return value
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, ensure_ascii=False))
+
+
+class Api:
+    def __init__(self, deps: ApiDeps) -> None:
+        self.d = deps
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/v1/requests", self.submit),
+            web.get("/v1/requests", self.list),
+            web.get("/v1/requests/{id}", self.get),
+            web.get("/v1/requests/{id}/wait", self.wait),
+            web.post("/v1/requests/{id}/decision", self.decide),
+            web.post("/v1/requests/{id}/cancel", self.cancel),
+            web.post("/v1/requests/{id}/labels", self.labels),
+            web.post("/v1/requests/{id}/result", self.result),
+            web.get("/v1/openapi.json", self.openapi),
+            web.get("/healthz", self.healthz),
+            web.get("/readyz", self.readyz),
+            web.get("/metrics", self.metrics),
+        ]
+
+    async def _who(self, request: web.Request) -> Principal:
+        return await _principal(request, self.d.tokens)
+
+    async def submit(self, request: web.Request) -> web.Response:
+        principal = await self._who(request)
+        body = await _body(request, SubmitBody)
+        out = await self.d.service.submit(agent=principal.name, body=body)
+        return _json(public_request(out.request), status=201 if out.created else 200)
+
+    async def get(self, request: web.Request) -> web.Response:
+        principal = await self._who(request)
+        req = await self.d.service.get(request_id=_request_id(request), principal=principal)
+        return _json(public_request(req))
+
+    async def wait(self, request: web.Request) -> web.Response:
+        principal = await self._who(request)
+        q = _query(request, _QUERY["wait"])
+        timeout_s = _float_param(q, "timeout_s", 30.0, 0.0, 60.0)
+        req = await self.d.service.wait(request_id=_request_id(request), timeout_s=timeout_s, principal=principal)
+        return _json(public_request(req))
+
+    async def list(self, request: web.Request) -> web.Response:
+        principal = await self._who(request)
+        q = _query(request, _QUERY["list"])
+        if "status" in q and q["status"] not in domain.STATUSES:
+            raise ValidationFailed(f"status: expected one of {', '.join(domain.STATUSES)}, got {q['status']!r}",
+                                   details=[{"field": "status"}])
+        if "risk" in q and q["risk"] not in domain.RISKS:
+            raise ValidationFailed(f"risk: expected one of {', '.join(domain.RISKS)}, got {q['risk']!r}",
+                                   details=[{"field": "risk"}])
+        cursor = q.get("cursor")
+        if cursor is not None and not ID_PATTERN.match(cursor):
+            raise ValidationFailed("cursor: not a cursor this API returned", details=[{"field": "cursor"}])
+        limit = _int_param(q, "limit", 50, 1, 200)
+        filt = ListFilter(status=q.get("status"), label=q.get("label"), tool=q.get("tool"),
+                          agent=q.get("agent"), risk=q.get("risk"), channel=q.get("channel"))
+        items, next_cursor = await self.d.service.list(filt=filt, limit=limit, cursor=cursor, principal=principal)
+        return _json({"requests": [public_request(r) for r in items], "next_cursor": next_cursor})
+
+    async def decide(self, request: web.Request) -> web.Response:
+        principal = await self._who(request)
+        if not principal.may_decide:
+            raise Forbidden("deciding needs a reviewer or admin token; this token has the agent role")
+        rid = _request_id(request)
+        body = await _body(request, DecisionBody)
+        if isinstance(body.reviewer, str):
+            actor = Actor(body.reviewer, body.reviewer, "api")
+        elif body.reviewer is not None:
+            actor = Actor(body.reviewer.id, body.reviewer.name or body.reviewer.id, "api")
+        else:
+            actor = Actor(principal.name, principal.name, "api")
+        req = await self.d.service.decide(request_id=rid, kind=body.decision, actor=actor, args=body.args,
+                                          feedback=body.feedback, expected_version=body.version)
+        return _json(public_request(req))
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        principal = await self._who(request)
+        rid = _request_id(request)
+        body = await _body(request, CancelBody) if request.can_read_body else CancelBody()
+        req = await self.d.service.cancel(request_id=rid, principal=principal, reason=body.reason)
+        return _json(public_request(req))
+
+    async def labels(self, request: web.Request) -> web.Response:
+        principal = await self._who(request)
+        rid = _request_id(request)
+        body = await _body(request, LabelsBody)
+        actor = Actor(principal.name, principal.name, "api")
+        req = await self.d.service.change_labels(request_id=rid, add=body.add, remove=body.remove, actor=actor,
+                                                 principal=principal)
+        return _json(public_request(req))
+
+    async def result(self, request: web.Request) -> web.Response:
+        principal = await self._who(request)
+        rid = _request_id(request)
+        body = await _body(request, ResultBody)
+        req = await self.d.service.report_result(request_id=rid, ok=body.ok, detail=body.detail,
+                                                 principal=principal)
+        return _json(public_request(req))
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return _json(openapi_document())
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return _json({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        try:
+            await self.d.ready()
+        except Exception as e:
+            log.warning("not ready: %s: %s", type(e).__name__, e)
+            return _json({"status": "unavailable", "reason": "database unreachable"}, status=503)
+        return _json({"status": "ready"})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        counts, backlog = await self.d.counts()
+        self.d.metrics.set_counts(counts, waiting=len(self.d.service.waiters), outbox_backlog=backlog)
+        return web.Response(body=self.d.metrics.render(), content_type="text/plain", charset="utf-8",
+                            headers={"X-Content-Type-Options": "nosniff"})

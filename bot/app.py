@@ -1,0 +1,157 @@
+"""The composition root: builds every part, wires them together, and owns start-up and shut-down."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from bot.api import MAX_BODY, Api, ApiDeps, make_error_middleware
+from bot.clock import Clock, SystemClock
+from bot.config import Config, load_config
+from bot.effects import Effects, WebhookEffects
+from bot.jobs import build_scheduler
+from bot.metrics import Metrics
+from bot.outbox import OutboxWorker
+from bot.service import ApprovalService, ServiceHooks
+from bot.settings import Settings
+from bot.tokens import Tokens
+from bot.waiters import FallbackReread, PgListener, Waiters
+from bot.webhooks import WebhookSender, new_secret
+from storage import repository as repo
+from storage.db import Database
+from storage.migrate import upgrade
+
+log = logging.getLogger("signoff")
+
+
+@dataclass
+class Tuning:
+    """Knobs tests and benchmarks turn; production uses the defaults."""
+
+    expire_every_s: float = 1.0
+    reread_every_s: float | None = None  # default: 1 s on SQLite, 2 s on PostgreSQL (LISTEN does the work)
+    outbox_poll_s: float = 1.0
+    outbox_max_attempts: int = 12
+    outbox_base_delay_s: float = 1.0
+    run_scheduler: bool = True
+    extra_effects: list[Effects] = field(default_factory=list)
+
+
+def build_core(settings: Settings, *, config: Config | None = None, clock: Clock | None = None,
+               tuning: Tuning | None = None) -> tuple[Database, ApprovalService, Tokens, Metrics]:
+    """The database-backed core without any server: what the CLI and the app share."""
+    tuning = tuning or Tuning()
+    config = config if config is not None else load_config(settings.config_path)
+    clock = clock or SystemClock()
+    db = Database(settings.database_url)
+    metrics = Metrics()
+    hooks = ServiceHooks(on_submitted=[metrics.on_submitted], on_terminal=[metrics.on_terminal])
+    service = ApprovalService(
+        db=db, clock=clock, config=config, effects=[WebhookEffects(), *tuning.extra_effects],
+        waiters=Waiters(), default_channel=settings.default_channel, mode=settings.mode, hooks=hooks,
+    )
+    return db, service, Tokens(db=db, clock=clock), metrics
+
+
+class SignoffApp:
+    """``async with SignoffApp(settings) as app:`` serves the API until the block ends."""
+
+    def __init__(self, settings: Settings, *, config: Config | None = None, clock: Clock | None = None,
+                 tuning: Tuning | None = None) -> None:
+        self.settings = settings
+        self.tuning = tuning or Tuning()
+        self.clock = clock or SystemClock()
+        self.db, self.service, self.tokens, self.metrics = build_core(
+            settings, config=config, clock=self.clock, tuning=self.tuning)
+        self.outbox = OutboxWorker(
+            db=self.db, clock=self.clock, wakeup=self.service.outbox_wakeup,
+            max_attempts=self.tuning.outbox_max_attempts, base_delay_s=self.tuning.outbox_base_delay_s,
+            idle_poll_s=self.tuning.outbox_poll_s,
+        )
+        self.web = web.Application(client_max_size=MAX_BODY, middlewares=[make_error_middleware(self.metrics)])
+        deps = ApiDeps(service=self.service, tokens=self.tokens, metrics=self.metrics,
+                       ready=self.db.ping, counts=self._counts)
+        self.web.add_routes(Api(deps).routes())
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._http: aiohttp.ClientSession | None = None
+        self._scheduler: Any = None
+        self.port: int | None = None
+
+    async def _counts(self) -> tuple[dict[str, int], int]:
+        async with self.db.read() as s:
+            return await repo.count_by_status(s, now=self.clock.now()), await repo.outbox_backlog(s)
+
+    async def _webhook_secret(self) -> str:
+        if self.settings.webhook_secret:
+            return self.settings.webhook_secret.reveal()
+        async with self.db.write() as s:
+            return await repo.kv_set_if_absent(s, key="webhook_secret", value=new_secret())
+
+    async def start(self) -> None:
+        revision = await upgrade(self.db)
+        log.info("database %s at schema revision %s", self.db.dialect, revision)
+        self._http = aiohttp.ClientSession()
+        self.outbox.register(WebhookEffects.KIND, WebhookSender(
+            secret=await self._webhook_secret(), clock=self.clock, session=self._http))
+        self._spawn(self.outbox.run(), "outbox")
+        reread_s = self.tuning.reread_every_s or (1.0 if self.db.is_sqlite else 2.0)
+        self._spawn(FallbackReread(self.service.waiters, self.service.recently_decided, self.clock.now,
+                                   reread_s).run(), "reread")
+        if self.db.is_postgres:
+            dsn = self.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            self._spawn(PgListener(dsn, self.service.waiters).run(), "listen")
+        if self.tuning.run_scheduler:
+            self._scheduler = build_scheduler(service=self.service, expire_every_s=self.tuning.expire_every_s)
+            self._scheduler.start()
+        if not self.settings.slack_enabled:
+            log.info("Slack is not configured (SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET unset): "
+                     "review through the CLI (`signoff approvals ...`) and the HTTP API")
+        self._runner = web.AppRunner(self.web, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, self.settings.host, self.settings.port, backlog=1024)
+        await self._site.start()
+        server = self._site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self.settings.port
+        log.info("signoff listening on http://%s:%s", self.settings.host, self.port)
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=f"signoff.{name}"))
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks.clear()
+        if self._http is not None:
+            await self._http.close()
+        await self.db.close()
+
+    async def __aenter__(self) -> SignoffApp:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.host}:{self.port}"

@@ -1,0 +1,253 @@
+"""The ``signoff`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from bot.config import load_config
+from bot.domain import ROLES, STATUSES, Actor
+from bot.errors import ConfigError, SignoffError
+from bot.settings import Settings
+
+log = logging.getLogger("signoff")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level, logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("apscheduler", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _core(settings: Settings) -> Any:
+    from bot.app import build_core
+
+    return build_core(settings)
+
+
+async def _with_core(settings: Settings, fn: Callable[[Any, Any, Any], Awaitable[int]]) -> int:
+    from storage.migrate import upgrade
+
+    db, service, tokens, _ = _core(settings)
+    try:
+        await upgrade(db)
+        return await fn(db, service, tokens)
+    finally:
+        await db.close()
+
+
+# --- serve -------------------------------------------------------------------------------------------------
+
+
+async def _serve(settings: Settings) -> int:
+    from bot.app import SignoffApp
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with SignoffApp(settings):
+        await stop.wait()
+        log.info("shutting down")
+    return 0
+
+
+# --- tokens -------------------------------------------------------------------------------------------------
+
+
+async def _tokens_create(settings: Settings, args: argparse.Namespace) -> int:
+    async def run(_db: Any, _svc: Any, tokens: Any) -> int:
+        token = await tokens.create(name=args.name, role=args.role)
+        print(f"Created {args.role} token {args.name!r}. It is shown once; store it now:", file=sys.stderr)
+        print(token)
+        return 0
+
+    return await _with_core(settings, run)
+
+
+async def _tokens_list(settings: Settings, args: argparse.Namespace) -> int:
+    async def run(_db: Any, _svc: Any, tokens: Any) -> int:
+        rows = await tokens.list()
+        if not rows:
+            print("no tokens; create one with: signoff tokens create NAME --role agent")
+            return 0
+        print(f"{'NAME':<24} {'ROLE':<9} {'PREFIX':<9} {'CREATED':<20} STATE")
+        for t in rows:
+            state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "active"
+            print(f"{t.name:<24} {t.role:<9} {t.prefix:<9} {t.created_at:%Y-%m-%d %H:%M:%S}  {state}")
+        return 0
+
+    return await _with_core(settings, run)
+
+
+async def _tokens_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    async def run(_db: Any, _svc: Any, tokens: Any) -> int:
+        await tokens.revoke(name=args.name)
+        print(f"revoked token {args.name!r}")
+        return 0
+
+    return await _with_core(settings, run)
+
+
+# --- approvals ------------------------------------------------------------------------------------------
+
+
+def _summary_line(r: dict[str, Any]) -> str:
+    summary = (r["context"].get("summary") or "").replace("\n", " ")
+    if len(summary) > 60:
+        summary = summary[:59] + "…"
+    labels = ",".join(r["labels"])
+    return f"{r['id']}  {r['status']:<9} {r['risk']:<8} {r['tool']:<20} {r['agent']:<16} {labels:<20} {summary}"
+
+
+async def _approvals_list(settings: Settings, args: argparse.Namespace) -> int:
+    from storage.repository import ListFilter
+
+    async def run(_db: Any, service: Any, _t: Any) -> int:
+        items, _ = await service.list(filt=ListFilter(status=args.status, label=args.label),
+                                      limit=args.limit, cursor=None)
+        if args.json:
+            print(json.dumps(items, indent=2, ensure_ascii=False))
+            return 0
+        if not items:
+            print("no matching requests")
+        for r in items:
+            print(_summary_line({**r, "tool": r["action"]["tool"]}))
+        return 0
+
+    return await _with_core(settings, run)
+
+
+async def _approvals_show(settings: Settings, args: argparse.Namespace) -> int:
+    async def run(_db: Any, service: Any, _t: Any) -> int:
+        r = await service.get(request_id=args.id)
+        r.pop("callback_url", None)
+        print(json.dumps(r, indent=2, ensure_ascii=False))
+        return 0
+
+    return await _with_core(settings, run)
+
+
+async def _approvals_decide(settings: Settings, args: argparse.Namespace) -> int:
+    kind = args.approvals_cmd
+    new_args = None
+    if kind == "edit":
+        try:
+            new_args = json.loads(args.args)
+        except json.JSONDecodeError as e:
+            raise SignoffError(f"--args: not valid JSON: {e}") from None
+        if not isinstance(new_args, dict):
+            raise SignoffError("--args: must be a JSON object of argument names to values")
+
+    async def run(_db: Any, service: Any, _t: Any) -> int:
+        r = await service.decide(request_id=args.id, kind=kind, actor=Actor(args.as_, args.as_, "cli"),
+                                 args=new_args, feedback=args.feedback)
+        done = r["status"] if r["status"] != "pending" else (
+            f"approval recorded ({len({a['reviewer']['id'] for a in r['approvals'] if a['version'] == r['version']})}"
+            f" of {r['required_approvals']})")
+        print(f"{r['id']}: {done}")
+        return 0
+
+    return await _with_core(settings, run)
+
+
+# --- db and config --------------------------------------------------------------------------------------
+
+
+async def _db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    from storage.db import Database
+    from storage.migrate import upgrade
+
+    db = Database(settings.database_url)
+    try:
+        rev = await upgrade(db)
+    finally:
+        await db.close()
+    print(f"database is at revision {rev}")
+    return 0
+
+
+async def _config_check(settings: Settings, args: argparse.Namespace) -> int:
+    config = load_config(settings.config_path)
+    where = settings.config_path or "(no config file; defaults)"
+    print(f"{where}: OK — {len(config.routes)} route(s), {len(config.digests)} digest(s), "
+          f"{len(config.policies)} polic{'y' if len(config.policies) == 1 else 'ies'}")
+    print(f"database: {settings.database_url.split('@')[-1]}")
+    print("slack: " + ("socket mode" if settings.socket_mode else "HTTP mode" if settings.slack_enabled
+                       else "not configured (CLI and API review only)"))
+    return 0
+
+
+# --- parser ---------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="signoff", description="Human sign-off for AI agent actions.")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("serve", help="run the API, Slack app, scheduler and outbox delivery")
+    s.set_defaults(fn=lambda st, a: _serve(st))
+
+    t = sub.add_parser("tokens", help="manage API tokens").add_subparsers(dest="tokens_cmd", required=True)
+    tc = t.add_parser("create", help="create a token (printed alone on the last line)")
+    tc.add_argument("name")
+    tc.add_argument("--role", choices=ROLES, default="agent")
+    tc.set_defaults(fn=_tokens_create)
+    t.add_parser("list", help="list tokens").set_defaults(fn=_tokens_list)
+    tr = t.add_parser("revoke", help="revoke a token")
+    tr.add_argument("name")
+    tr.set_defaults(fn=_tokens_revoke)
+
+    a = sub.add_parser("approvals", help="review requests from the terminal").add_subparsers(
+        dest="approvals_cmd", required=True)
+    al = a.add_parser("list", help="list requests, newest first")
+    al.add_argument("--status", choices=STATUSES)
+    al.add_argument("--label")
+    al.add_argument("--limit", type=int, default=50)
+    al.add_argument("--json", action="store_true", help="print JSON")
+    al.set_defaults(fn=_approvals_list)
+    ash = a.add_parser("show", help="show one request as JSON")
+    ash.add_argument("id")
+    ash.set_defaults(fn=_approvals_show)
+    for kind, helptext in (("approve", "approve as proposed"), ("reject", "reject with feedback"),
+                           ("edit", "approve with changed args")):
+        d = a.add_parser(kind, help=helptext)
+        d.add_argument("id")
+        d.add_argument("--as", dest="as_", required=True, metavar="NAME", help="your name, recorded with via=cli")
+        d.add_argument("--feedback", required=kind == "reject")
+        if kind == "edit":
+            d.add_argument("--args", required=True, metavar="JSON", help="the new args as a JSON object")
+        d.set_defaults(fn=_approvals_decide)
+
+    dbp = sub.add_parser("db", help="database maintenance").add_subparsers(dest="db_cmd", required=True)
+    dbp.add_parser("upgrade", help="apply migrations").set_defaults(fn=_db_upgrade)
+    c = sub.add_parser("config", help="configuration").add_subparsers(dest="config_cmd", required=True)
+    c.add_parser("check", help="validate the environment and the YAML file").set_defaults(fn=_config_check)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        _setup_logging(settings.log_level)
+        return asyncio.run(args.fn(settings, args))
+    except ConfigError as e:
+        print(f"signoff: configuration error:\n{e.message}", file=sys.stderr)
+        return 2
+    except SignoffError as e:
+        print(f"signoff: {e.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

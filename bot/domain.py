@@ -1,0 +1,116 @@
+"""Pure rules of the approval flow: ids, statuses, transitions, quorum, routing. No I/O, no await."""
+
+from __future__ import annotations
+
+import fnmatch
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.config import Route
+
+STATUSES = ("pending", "approved", "modified", "rejected", "expired", "cancelled")
+TERMINAL = frozenset(STATUSES[1:])
+RISKS = ("low", "medium", "high", "critical")
+VIAS = ("slack", "cli", "api", "policy", "scheduler")
+ROLES = ("agent", "reviewer", "admin")
+DECISION_STATUS = {"approve": "approved", "edit": "modified", "reject": "rejected"}
+STATUS_VERB = {
+    "approved": "approved",
+    "modified": "approved with edits",
+    "rejected": "rejected",
+    "expired": "expired",
+    "cancelled": "cancelled",
+}
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_id(prefix: str, now: datetime) -> str:
+    """A sortable unique id: 48-bit millisecond time and 80 random bits, Crockford base32 (ULID layout)."""
+    value = (int(now.timestamp() * 1000) << 80) | secrets.randbits(80)
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return prefix + "".join(reversed(chars)).lower()
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did something, and through which surface."""
+
+    id: str
+    name: str
+    via: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"id": self.id, "name": self.name, "via": self.via}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The holder of an API token."""
+
+    name: str
+    role: str
+
+    @property
+    def may_decide(self) -> bool:
+        return self.role in ("reviewer", "admin")
+
+    @property
+    def sees_all(self) -> bool:
+        return self.role in ("reviewer", "admin")
+
+
+def is_terminal(status: str) -> bool:
+    return status in TERMINAL
+
+
+def is_overdue(status: str, expires_at: datetime, now: datetime) -> bool:
+    return status == "pending" and expires_at <= now
+
+
+def quorum_reached(required: int, approvers: Iterable[str]) -> bool:
+    """N distinct reviewers approved the same version."""
+    return len(set(approvers)) >= required
+
+
+def lost_race_message(status: str, by_name: str | None, at: datetime | None) -> str:
+    """What a late decider is told: who decided and when."""
+    verb = STATUS_VERB.get(status, status)
+    when = at.strftime("%Y-%m-%d %H:%M:%S UTC") if at else "an earlier time"
+    if status == "expired":
+        return f"This request already expired at {when}."
+    who = by_name or "someone else"
+    return f"This request was already {verb} by {who} at {when}."
+
+
+def match_route(
+    routes: Sequence[Route], *, tool: str, risk: str, labels: Iterable[str], agent: str
+) -> tuple[int, Route] | None:
+    """The first route whose every given condition holds, with its index."""
+    label_set = set(labels)
+    for i, route in enumerate(routes):
+        m = route.match
+        if m.tool is not None and not fnmatch.fnmatchcase(tool, m.tool):
+            continue
+        if m.risk is not None and risk not in m.risk:
+            continue
+        if m.labels is not None and not set(m.labels) <= label_set:
+            continue
+        if m.agent is not None and not fnmatch.fnmatchcase(agent, m.agent):
+            continue
+        return i, route
+    return None
+
+
+def changed_args(before: dict[str, object], after: dict[str, object]) -> list[str]:
+    """Names of arguments that an edit added, removed or changed, in a stable order."""
+    keys = list(before) + [k for k in after if k not in before]
+    return [k for k in keys if before.get(k, _MISSING) != after.get(k, _MISSING)]
+
+
+_MISSING = object()

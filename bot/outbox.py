@@ -1,0 +1,141 @@
+"""Delivers outbox rows at least once: leased claims, exponential backoff, dead-lettering.
+
+Handlers are registered per ``kind``. A handler raises ``RetryLater`` (optionally with a delay such as a
+``Retry-After``) or any exception to try again later; after ``max_attempts`` the row is dead-lettered with
+an audit event and a log line. Rows survive restarts because they live in the database; a lease keeps two
+workers (or replicas) from delivering the same row at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+
+from bot.clock import Clock
+from storage import repository as repo
+from storage.db import Database
+from storage.models import OutboxItem
+
+log = logging.getLogger("signoff.outbox")
+
+Handler = Callable[[OutboxItem], Awaitable[None]]
+
+
+class RetryLater(Exception):  # noqa: N818 - a signal, not an error
+    def __init__(self, message: str, *, delay_s: float | None = None) -> None:
+        super().__init__(message)
+        self.delay_s = delay_s
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        clock: Clock,
+        wakeup: asyncio.Event,
+        max_attempts: int = 12,
+        base_delay_s: float = 1.0,
+        max_delay_s: float = 600.0,
+        lease_s: float = 60.0,
+        idle_poll_s: float = 1.0,
+        batch: int = 50,
+        concurrency: int = 16,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.wakeup = wakeup
+        self.max_attempts = max_attempts
+        self.base_delay_s = base_delay_s
+        self.max_delay_s = max_delay_s
+        self.lease_s = lease_s
+        self.idle_poll_s = idle_poll_s
+        self.batch = batch
+        self.handlers: dict[str, Handler] = {}
+        self._sem = asyncio.Semaphore(concurrency)
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    def register(self, kind: str, handler: Handler) -> None:
+        self.handlers[kind] = handler
+
+    async def run(self) -> None:
+        while True:
+            try:
+                claimed = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox pass failed")
+                claimed = 0
+            if claimed >= self.batch:
+                continue
+            self.wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wakeup.wait(), timeout=self.idle_poll_s)
+
+    async def run_once(self) -> int:
+        """Claim due rows and deliver them concurrently; returns how many were claimed."""
+        if not self.handlers:
+            return 0
+        async with self.db.write() as s:
+            items = await repo.claim_outbox(
+                s, now=self.clock.now(), limit=self.batch, lease_s=self.lease_s, kinds=list(self.handlers)
+            )
+        if items:
+            await asyncio.gather(*(self._deliver(item) for item in items))
+        return len(items)
+
+    async def drain(self, *, rounds: int = 100) -> None:
+        """Deliver until nothing is due (tests and ``signoff`` one-shot commands)."""
+        for _ in range(rounds):
+            if await self.run_once() == 0:
+                return
+
+    async def _deliver(self, item: OutboxItem) -> None:
+        handler = self.handlers[item.kind]
+        async with self._sem:
+            try:
+                await handler(item)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                await self._failed(item, e)
+                return
+        now = self.clock.now()
+        async with self.db.write() as s:
+            await repo.outbox_delivered(s, item_id=item.id, at=now)
+            await repo.add_audit(s, events=[dict(
+                request_id=item.request_id, kind="delivered", actor_id="outbox", actor_name="signoff",
+                via="scheduler", at=now, data={"outbox_kind": item.kind, "key": item.key, "attempts": item.attempts},
+            )])
+
+    async def _failed(self, item: OutboxItem, error: Exception) -> None:
+        text = f"{type(error).__name__}: {error}"
+        now = self.clock.now()
+        if item.attempts >= self.max_attempts:
+            log.error("outbox %s %s dead after %d attempts: %s", item.kind, item.key, item.attempts, text)
+            async with self.db.write() as s:
+                await repo.outbox_dead(s, item_id=item.id, at=now, error=text)
+                await repo.add_audit(s, events=[dict(
+                    request_id=item.request_id, kind="delivery-failed", actor_id="outbox",
+                    actor_name="signoff", via="scheduler", at=now,
+                    data={"outbox_kind": item.kind, "key": item.key, "attempts": item.attempts, "error": text},
+                )])
+            return
+        delay = self.backoff(item.attempts)
+        if isinstance(error, RetryLater) and error.delay_s is not None:
+            delay = max(error.delay_s, 0.0)
+        log.warning("outbox %s %s attempt %d failed (%s); retrying in %.1fs",
+                    item.kind, item.key, item.attempts, text, delay)
+        async with self.db.write() as s:
+            await repo.outbox_retry(s, item_id=item.id, next_attempt_at=now + timedelta(seconds=delay), error=text)
+
+    def backoff(self, attempts: int) -> float:
+        """Exponential with full jitter on the upper half, capped."""
+        ceiling = min(self.max_delay_s, self.base_delay_s * (2 ** max(attempts - 1, 0)))
+        return ceiling / 2 + random.random() * ceiling / 2

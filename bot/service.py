@@ -1,0 +1,558 @@
+"""The use cases: submit, read, wait, decide, cancel, label, report a result, expire.
+
+This is the one place that combines database writes with outgoing work (as outbox rows in the same
+transaction) and with waking waiting agents after the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot import domain
+from bot.clock import Clock
+from bot.config import Config
+from bot.domain import Actor, Principal
+from bot.effects import Change, Effects, OutboxRow
+from bot.errors import AlreadyDecided, Conflict, Forbidden, IdempotencyConflict, NotFound, ValidationFailed
+from bot.intake import GroupCommitter
+from bot.schemas import SubmitBody
+from bot.serialize import request_json
+from bot.waiters import NOTIFY_CHANNEL, Waiters
+from storage import repository as repo
+from storage.db import Database
+from storage.models import Label, Request
+from storage.repository import ListFilter
+
+log = logging.getLogger("signoff.service")
+
+MAX_WAIT_S = 60.0
+EXPIRY_BATCH = 500
+
+
+@dataclass
+class _Prepared:
+    row: dict[str, Any]
+    labels: list[str]
+    audit: list[dict[str, Any]]
+    changes: list[Change]
+    idem: tuple[str, str] | None
+    body_hash: str
+
+
+@dataclass(frozen=True)
+class Submitted:
+    request: dict[str, Any]
+    created: bool
+
+
+@dataclass
+class ServiceHooks:
+    """Callbacks for metrics; the service never imports the metrics library."""
+
+    on_submitted: list[Any] = field(default_factory=list)
+    on_terminal: list[Any] = field(default_factory=list)
+
+    def submitted(self, req: dict[str, Any]) -> None:
+        for f in self.on_submitted:
+            f(req)
+
+    def terminal(self, req: dict[str, Any]) -> None:
+        for f in self.on_terminal:
+            f(req)
+
+
+class ApprovalService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        clock: Clock,
+        config: Config,
+        effects: Sequence[Effects] = (),
+        waiters: Waiters | None = None,
+        default_channel: str | None = None,
+        mode: str = "on",
+        hooks: ServiceHooks | None = None,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.config = config
+        self.effects = list(effects)
+        self.waiters = waiters or Waiters()
+        self.default_channel = default_channel
+        self.mode = mode
+        self.hooks = hooks or ServiceHooks()
+        self.outbox_wakeup = asyncio.Event()
+        self._intake: GroupCommitter[_Prepared, Submitted | _Failed] = GroupCommitter(self._commit_submissions)
+
+    # --- submit -----------------------------------------------------------------------------------------
+
+    async def submit(self, *, agent: str, body: SubmitBody) -> Submitted:
+        prepared = self._prepare(agent=agent, body=body)
+        result = await self._intake.submit(prepared)
+        if isinstance(result, _Failed):
+            raise result.error
+        if result.created:
+            self.outbox_wakeup.set()
+            self.hooks.submitted(result.request)
+            if domain.is_terminal(result.request["status"]):
+                self.hooks.terminal(result.request)
+        return result
+
+    def _prepare(self, *, agent: str, body: SubmitBody) -> _Prepared:
+        now = self.clock.now()
+        cfg = self.config
+        matched = domain.match_route(
+            cfg.routes, tool=body.action.tool, risk=body.risk, labels=body.labels, agent=agent
+        )
+        route = matched[1] if matched else None
+        channel = body.channel or (route and route.channel) or cfg.slack.default_channel or self.default_channel
+        reviewers = body.reviewers or (route and route.reviewers) or list(cfg.reviewers)
+        required = body.required_approvals or (route and route.required_approvals) or 1
+        timeout_s = body.timeout_s or (route and route.timeout_s) or cfg.timeouts.default_s
+        rid = domain.new_id("req_", now)
+        body_hash = _hash_body(body)
+        row: dict[str, Any] = dict(
+            id=rid,
+            status="pending",
+            tool=body.action.tool,
+            args=body.action.args,
+            final_args=None,
+            context=body.context.model_dump(mode="json", exclude_none=True, exclude_defaults=True),
+            agent=agent,
+            risk=body.risk,
+            channel=channel,
+            reviewers=list(reviewers),
+            required_approvals=required,
+            version=1,
+            created_at=now,
+            expires_at=now + timedelta(seconds=timeout_s),
+            idempotency_key=body.idempotency_key,
+            body_hash=body_hash,
+            callback_url=str(body.callback_url) if body.callback_url else None,
+            rule=f"route:{matched[0]}" if matched else None,
+            remind_at=None,
+            escalate_at=None,
+        )
+        audit = [_audit(rid, "created", Actor(agent, agent, "api"), now, {"tool": body.action.tool})]
+        if self.mode == "off":
+            row.update(
+                status="approved", decision_kind="approve", decided_by_id="policy", decided_by_name="signoff",
+                decided_via="policy", decided_at=now, final_args=body.action.args, rule="SIGNOFF_MODE=off",
+            )
+            audit.append(_audit(rid, "approved", Actor("policy", "signoff", "policy"), now,
+                                {"rule": "SIGNOFF_MODE=off"}))
+        transient = _transient(row, body.labels)
+        public = request_json(transient)
+        changes = [Change("created", public)]
+        if domain.is_terminal(row["status"]):
+            changes.append(Change(row["status"], public))
+        idem = (agent, body.idempotency_key) if body.idempotency_key else None
+        return _Prepared(row, list(body.labels), audit, changes, idem, body_hash)
+
+    async def _commit_submissions(self, batch: Sequence[_Prepared]) -> list[Submitted | _Failed]:
+        now = self.clock.now()
+        # Within one batch, a repeated idempotency key is answered from the first occurrence.
+        first_of: dict[tuple[str, str], int] = {}
+        to_insert: list[_Prepared] = []
+        for i, p in enumerate(batch):
+            if p.idem is not None and p.idem in first_of:
+                continue
+            if p.idem is not None:
+                first_of[p.idem] = i
+            to_insert.append(p)
+        async with self.db.write() as s:
+            inserted = await repo.insert_requests(s, rows=[p.row for p in to_insert])
+            new = [p for p in to_insert if p.row["id"] in inserted]
+            await repo.insert_labels(s, pairs=[(p.row["id"], lb) for p in new for lb in p.labels])
+            await repo.add_audit(s, events=[e for p in new for e in p.audit])
+            await repo.add_outbox(
+                s, items=[r.to_row(now) for p in new for c in p.changes for r in self._plan(c)]
+            )
+            lost = [p.idem for p in batch if p.idem is not None and p.row["id"] not in inserted]
+            existing = await repo.find_by_idempotency(s, keys=lost)
+            originals = {k: request_json(r, now=now) for k, r in existing.items()}
+        out: list[Submitted | _Failed] = []
+        for p in batch:
+            if p.row["id"] in inserted:
+                out.append(Submitted(request_json(_transient(p.row, p.labels)), created=True))
+                continue
+            assert p.idem is not None
+            orig = existing.get(p.idem)
+            if orig is None:  # the first occurrence is in this very batch
+                first = batch[first_of[p.idem]]
+                if first.body_hash != p.body_hash:
+                    out.append(_idem_conflict(p.idem[1]))
+                else:
+                    out.append(Submitted(request_json(_transient(first.row, first.labels)), created=False))
+            elif orig.body_hash != p.body_hash:
+                out.append(_idem_conflict(p.idem[1]))
+            else:
+                out.append(Submitted(originals[p.idem], created=False))
+        return out
+
+    # --- read ---------------------------------------------------------------------------------------------
+
+    async def get(self, *, request_id: str, principal: Principal | None = None) -> dict[str, Any]:
+        async with self.db.read() as s:
+            req = await repo.get_request(s, request_id=request_id)
+        if req is None or (principal is not None and not _visible(req, principal)):
+            raise NotFound(f"no request with id {request_id!r}")
+        if domain.is_overdue(req.status, req.expires_at, self.clock.now()):
+            await self.expire_due()
+            async with self.db.read() as s:
+                req = await repo.get_request(s, request_id=request_id)
+            assert req is not None
+        return request_json(req, now=self.clock.now())
+
+    async def list(
+        self, *, filt: ListFilter, limit: int, cursor: str | None, principal: Principal | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        if principal is not None and not principal.sees_all:
+            filt = ListFilter(**{**filt.__dict__, "agent": principal.name})
+        now = self.clock.now()
+        async with self.db.read() as s:
+            rows = await repo.list_requests(s, filt=filt, now=now, limit=limit + 1, before_id=cursor)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        if any(domain.is_overdue(r.status, r.expires_at, now) for r in rows):
+            self._kick_expiry()
+        items = [request_json(r, now=now) for r in rows]
+        return items, (rows[-1].id if more and rows else None)
+
+    async def wait(
+        self, *, request_id: str, timeout_s: float, principal: Principal | None = None
+    ) -> dict[str, Any]:
+        """Return once the request is terminal, or after ``timeout_s`` with its current state."""
+        timeout_s = max(0.0, min(timeout_s, MAX_WAIT_S))
+        fut = self.waiters.register(request_id)
+        try:
+            current = await self.get(request_id=request_id, principal=principal)
+            if domain.is_terminal(current["status"]) or timeout_s == 0:
+                return current
+            expires_in = _seconds_until(current["expires_at"], self.clock.now())
+            try:
+                # Also wake at the deadline, so an expiry is reported at once even before the sweep runs.
+                await asyncio.wait_for(asyncio.shield(fut), timeout=min(timeout_s, expires_in + 0.05))
+            except TimeoutError:
+                pass
+            return await self.get(request_id=request_id, principal=principal)
+        finally:
+            self.waiters.discard(request_id, fut)
+
+    # --- decide ---------------------------------------------------------------------------------------
+
+    async def decide(
+        self,
+        *,
+        request_id: str,
+        kind: str,
+        actor: Actor,
+        args: dict[str, Any] | None = None,
+        feedback: str | None = None,
+        expected_version: int | None = None,
+    ) -> dict[str, Any]:
+        if kind not in domain.DECISION_STATUS:
+            raise ValidationFailed(f"decision: expected approve, edit or reject, got {kind!r}",
+                                   details=[{"field": "decision"}])
+        feedback = (feedback or "").strip() or None
+        if kind == "reject" and not feedback:
+            raise ValidationFailed("feedback: a rejection needs feedback telling the agent why",
+                                   details=[{"field": "feedback"}])
+        if kind == "edit" and args is None:
+            raise ValidationFailed("args: an edit needs the new args", details=[{"field": "args"}])
+        expired_now = False
+        async with self.db.write() as s:
+            req = await repo.get_request(s, request_id=request_id, for_update=True)
+            if req is None:
+                raise NotFound(f"no request with id {request_id!r}")
+            now = self.clock.now()
+            if domain.is_overdue(req.status, req.expires_at, now):
+                expired_now = bool(await self._expire_in(s, now))
+            elif domain.is_terminal(req.status):
+                raise AlreadyDecided(domain.lost_race_message(req.status, req.decided_by_name, req.decided_at))
+            else:
+                change = await self._apply_decision(s, req, kind, actor, args, feedback, expected_version, now)
+        if expired_now:
+            self._after_commit([request_id])
+            raise AlreadyDecided(domain.lost_race_message("expired", None, now))
+        self._after_commit([request_id])
+        if domain.is_terminal(change.request["status"]):
+            self.hooks.terminal(change.request)
+        return change.request
+
+    async def _apply_decision(
+        self,
+        s: Any,
+        req: Request,
+        kind: str,
+        actor: Actor,
+        args: dict[str, Any] | None,
+        feedback: str | None,
+        expected_version: int | None,
+        now: datetime,
+    ) -> Change:
+        from bot.errors import VersionChanged
+
+        version = req.version
+        if expected_version is not None and expected_version != version:
+            raise VersionChanged(
+                f"the args were edited since you looked (now version {version}, you saw "
+                f"{expected_version}); review the new version"
+            )
+        current_args = req.final_args if req.final_args is not None else req.args
+        if kind == "edit" and args == current_args:
+            kind = "approve"
+        audit_data: dict[str, Any] = {"version": version}
+        if kind == "reject":
+            won = await repo.cas_finalise(
+                s, request_id=req.id, status="rejected", kind="reject", by_id=actor.id, by_name=actor.name,
+                via=actor.via, at=now, feedback=feedback,
+            )
+            event = "rejected"
+            audit_data["feedback"] = feedback
+        elif kind == "approve":
+            await repo.add_approval(s, request_id=req.id, version=version, reviewer_id=actor.id,
+                                    reviewer_name=actor.name, via=actor.via, at=now)
+            approvers = await repo.approvers_of(s, request_id=req.id, version=version)
+            event = "approved-by"
+            won = True
+            if domain.quorum_reached(req.required_approvals, approvers):
+                status = "modified" if version > 1 else "approved"
+                won = await repo.cas_finalise(
+                    s, request_id=req.id, status=status, kind="edit" if version > 1 else "approve",
+                    by_id=actor.id, by_name=actor.name, via=actor.via, at=now, feedback=feedback,
+                    final_args=current_args, version=version,
+                )
+                event = status
+            audit_data["approvals"] = len(set(approvers))
+        else:  # edit
+            assert args is not None
+            new_version = version + 1
+            audit_data.update(changed=domain.changed_args(current_args, args), new_version=new_version)
+            if req.required_approvals <= 1:
+                won = await repo.cas_finalise(
+                    s, request_id=req.id, status="modified", kind="edit", by_id=actor.id, by_name=actor.name,
+                    via=actor.via, at=now, feedback=feedback, final_args=args, version=version,
+                    new_version=new_version,
+                )
+            else:
+                won = await repo.cas_new_version(s, request_id=req.id, version=version, args=args)
+            if won:
+                await repo.add_approval(s, request_id=req.id, version=new_version, reviewer_id=actor.id,
+                                        reviewer_name=actor.name, via=actor.via, at=now)
+            event = "edited"
+        if not won:
+            fresh = await repo.get_request(s, request_id=req.id)
+            assert fresh is not None
+            raise AlreadyDecided(domain.lost_race_message(fresh.status, fresh.decided_by_name, fresh.decided_at))
+        fresh = await repo.get_request(s, request_id=req.id)
+        assert fresh is not None
+        public = request_json(fresh)
+        await repo.add_audit(s, events=[_audit(req.id, event, actor, now, audit_data)])
+        change = Change(event, public, extra=audit_data)
+        await self._queue_effects(s, [change], now)
+        if domain.is_terminal(public["status"]):
+            await repo.notify(s, channel=NOTIFY_CHANNEL, payload=req.id)
+        return change
+
+    # --- cancel, labels, result ---------------------------------------------------------------------------
+
+    async def cancel(self, *, request_id: str, principal: Principal, reason: str | None = None) -> dict[str, Any]:
+        async with self.db.write() as s:
+            req = await repo.get_request(s, request_id=request_id, for_update=True)
+            if req is None or not _visible(req, principal):
+                raise NotFound(f"no request with id {request_id!r}")
+            if req.agent != principal.name and principal.role != "admin":
+                raise Forbidden("only the agent that submitted a request (or an admin) may cancel it")
+            now = self.clock.now()
+            if domain.is_overdue(req.status, req.expires_at, now):
+                await self._expire_in(s, now)
+                raise_after: Exception | None = AlreadyDecided(domain.lost_race_message("expired", None, now))
+            elif domain.is_terminal(req.status):
+                raise AlreadyDecided(domain.lost_race_message(req.status, req.decided_by_name, req.decided_at))
+            else:
+                raise_after = None
+                actor = Actor(principal.name, principal.name, "api")
+                won = await repo.cas_finalise(
+                    s, request_id=req.id, status="cancelled", kind="cancel", by_id=actor.id,
+                    by_name=actor.name, via="api", at=now, feedback=reason,
+                )
+                if not won:
+                    raise Conflict("the request changed while cancelling; read it again")
+                fresh = await repo.get_request(s, request_id=req.id)
+                assert fresh is not None
+                public = request_json(fresh)
+                await repo.add_audit(s, events=[_audit(req.id, "cancelled", actor, now, {"reason": reason})])
+                await self._queue_effects(s, [Change("cancelled", public)], now)
+                await repo.notify(s, channel=NOTIFY_CHANNEL, payload=req.id)
+        self._after_commit([request_id])
+        if raise_after is not None:
+            raise raise_after
+        self.hooks.terminal(public)
+        return public
+
+    async def change_labels(
+        self, *, request_id: str, add: Sequence[str], remove: Sequence[str], actor: Actor,
+        principal: Principal | None = None,
+    ) -> dict[str, Any]:
+        overlap = set(add) & set(remove)
+        if overlap:
+            raise ValidationFailed(f"labels both added and removed: {', '.join(sorted(overlap))}",
+                                   details=[{"field": "add"}, {"field": "remove"}])
+        async with self.db.write() as s:
+            req = await repo.get_request(s, request_id=request_id, for_update=True)
+            if req is None or (principal is not None and not _visible(req, principal)):
+                raise NotFound(f"no request with id {request_id!r}")
+            before = {lb.label for lb in req.labels}
+            await repo.insert_labels(s, pairs=[(request_id, lb) for lb in add if lb not in before])
+            await repo.delete_labels(s, request_id=request_id, labels=[lb for lb in remove if lb in before])
+            now = self.clock.now()
+            s.expire(req, ["labels"])
+            fresh = await repo.get_request(s, request_id=request_id)
+            assert fresh is not None
+            after = {lb.label for lb in fresh.labels}
+            if after != before:
+                data = {"added": sorted(after - before), "removed": sorted(before - after)}
+                await repo.add_audit(s, events=[_audit(request_id, "labels", actor, now, data)])
+                await self._queue_effects(s, [Change("labels", request_json(fresh), extra=data)], now)
+            public = request_json(fresh, now=now)
+        self.outbox_wakeup.set()
+        return public
+
+    async def report_result(
+        self, *, request_id: str, ok: bool, detail: str | None, principal: Principal
+    ) -> dict[str, Any]:
+        async with self.db.write() as s:
+            req = await repo.get_request(s, request_id=request_id, for_update=True)
+            if req is None or not _visible(req, principal):
+                raise NotFound(f"no request with id {request_id!r}")
+            if req.agent != principal.name and principal.role != "admin":
+                raise Forbidden("only the agent that submitted a request (or an admin) may report its result")
+            if req.status not in ("approved", "modified"):
+                raise Conflict(f"a result can be reported only for an approved request; this one is {req.status}")
+            if req.result is not None:
+                raise Conflict("a result was already reported for this request")
+            now = self.clock.now()
+            result = {"ok": ok, "detail": detail, "at": _iso(now)}
+            await repo.set_result(s, request_id=request_id, result=result)
+            fresh = await repo.get_request(s, request_id=request_id)
+            assert fresh is not None
+            public = request_json(fresh)
+            actor = Actor(principal.name, principal.name, "api")
+            await repo.add_audit(s, events=[_audit(request_id, "result-reported", actor, now, {"ok": ok})])
+            await self._queue_effects(s, [Change("result", public)], now)
+        self.outbox_wakeup.set()
+        return public
+
+    # --- expiry ---------------------------------------------------------------------------------------
+
+    async def expire_due(self) -> int:
+        """Finalise every overdue pending request as expired. Idempotent; safe on many replicas at once."""
+        total = 0
+        while True:
+            async with self.db.write() as s:
+                ids = await self._expire_in(s, self.clock.now())
+            if ids:
+                self._after_commit(ids)
+            total += len(ids)
+            if len(ids) < EXPIRY_BATCH:
+                return total
+
+    async def _expire_in(self, s: Any, now: datetime) -> list[str]:
+        rows = await repo.claim_overdue(s, now=now, limit=EXPIRY_BATCH, reason=EXPIRY_REASON)
+        if not rows:
+            return []
+        actor = Actor("scheduler", "signoff", "scheduler")
+        changes = [Change("expired", request_json(r)) for r in rows]
+        await repo.add_audit(s, events=[
+            _audit(r.id, "expired", actor, now, {"reason": _expiry_reason(r), "expires_at": _iso(r.expires_at)})
+            for r in rows
+        ])
+        await self._queue_effects(s, changes, now)
+        for i in range(0, len(rows), 200):
+            await repo.notify(s, channel=NOTIFY_CHANNEL, payload=",".join(r.id for r in rows[i : i + 200]))
+        for c in changes:
+            self.hooks.terminal(c.request)
+        return [r.id for r in rows]
+
+    def _kick_expiry(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.expire_due())
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    # --- shared ---------------------------------------------------------------------------------------
+
+    def _plan(self, change: Change) -> list[OutboxRow]:
+        return [row for eff in self.effects for row in eff.plan(change)]
+
+    async def _queue_effects(self, s: Any, changes: Sequence[Change], now: datetime) -> None:
+        await repo.add_outbox(s, items=[r.to_row(now) for c in changes for r in self._plan(c)])
+
+    def _after_commit(self, ids: Sequence[str]) -> None:
+        self.waiters.publish(ids)
+        self.outbox_wakeup.set()
+
+    async def recently_decided(self, since: datetime) -> list[str]:
+        async with self.db.read() as s:
+            return await repo.recently_decided(s, since=since)
+
+
+EXPIRY_REASON = "Expired: no reviewer decided before the deadline."
+
+
+def _expiry_reason(r: Request) -> str:
+    timeout = int((r.expires_at - r.created_at).total_seconds())
+    return f"expired: no decision within {timeout} s (deadline {_iso(r.expires_at)})"
+
+
+def _visible(req: Request, principal: Principal) -> bool:
+    return principal.sees_all or req.agent == principal.name
+
+
+def _audit(rid: str | None, kind: str, actor: Actor, at: datetime, data: dict[str, Any]) -> dict[str, Any]:
+    return dict(request_id=rid, kind=kind, actor_id=actor.id, actor_name=actor.name, via=actor.via, at=at,
+                data=data)
+
+
+def _transient(row: dict[str, Any], labels: Sequence[str]) -> Request:
+    req = Request(**row)
+    req.labels = [Label(request_id=row["id"], label=lb) for lb in labels]
+    req.approvals = []
+    return req
+
+
+def _hash_body(body: SubmitBody) -> str:
+    canon = json.dumps(body.model_dump(mode="json", exclude={"idempotency_key"}), sort_keys=True,
+                       separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canon.encode()).hexdigest()
+
+
+def _idem_conflict(key: str) -> _Failed:
+    return _Failed(IdempotencyConflict(
+        f"idempotency_key {key!r} was already used with a different body; use a new key for a new request"
+    ))
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: Exception
+
+
+def _iso(dt: datetime) -> str:
+    from bot.clock import iso
+
+    out = iso(dt)
+    assert out is not None
+    return out
+
+
+def _seconds_until(iso_text: str, now: datetime) -> float:
+    when = datetime.fromisoformat(iso_text.replace("Z", "+00:00"))
+    return max(0.0, (when - now).total_seconds())

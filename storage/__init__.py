@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, engine setup, the repository (all SQL) and Alembic migrations."""

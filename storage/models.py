@@ -1,0 +1,185 @@
+"""SQLAlchemy 2 typed models. Every time is stored as UTC and read back timezone-aware."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes as UTC; SQLite hands back naive values, which are UTC by construction."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use the injected clock")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSONType, list[Any]: JSONType}
+
+
+class Request(Base):
+    __tablename__ = "requests"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    tool: Mapped[str] = mapped_column(String(64))
+    args: Mapped[dict[str, Any]]
+    final_args: Mapped[dict[str, Any] | None]
+    context: Mapped[dict[str, Any]]
+    agent: Mapped[str] = mapped_column(String(128))
+    risk: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str | None] = mapped_column(String(64))
+    reviewers: Mapped[list[Any]]
+    required_approvals: Mapped[int] = mapped_column(Integer, default=1)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None]
+    decision_kind: Mapped[str | None] = mapped_column(String(16))
+    decided_by_id: Mapped[str | None] = mapped_column(String(128))
+    decided_by_name: Mapped[str | None] = mapped_column(String(256))
+    decided_via: Mapped[str | None] = mapped_column(String(16))
+    feedback: Mapped[str | None] = mapped_column(Text)
+    rule: Mapped[str | None] = mapped_column(String(128))
+    result: Mapped[dict[str, Any] | None]
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    body_hash: Mapped[str | None] = mapped_column(String(64))
+    callback_url: Mapped[str | None] = mapped_column(String(2048))
+    slack_channel: Mapped[str | None] = mapped_column(String(64))
+    slack_ts: Mapped[str | None] = mapped_column(String(32))
+    slack_permalink: Mapped[str | None] = mapped_column(String(512))
+    remind_at: Mapped[datetime | None]
+    escalate_at: Mapped[datetime | None]
+
+    labels: Mapped[list[Label]] = relationship(
+        lazy="selectin", cascade="all, delete-orphan", order_by="Label.label"
+    )
+    approvals: Mapped[list[Approval]] = relationship(
+        lazy="selectin", cascade="all, delete-orphan", order_by="Approval.id"
+    )
+
+    __table_args__ = (
+        UniqueConstraint("agent", "idempotency_key", name="uq_requests_agent_idempotency"),
+        Index("ix_requests_status_expires", "status", "expires_at"),
+        Index("ix_requests_agent_id", "agent", "id"),
+        Index("ix_requests_tool_id", "tool", "id"),
+        Index("ix_requests_decided_at", "decided_at"),
+    )
+
+
+class Label(Base):
+    __tablename__ = "request_labels"
+
+    request_id: Mapped[str] = mapped_column(ForeignKey("requests.id", ondelete="CASCADE"), primary_key=True)
+    label: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+    __table_args__ = (Index("ix_request_labels_label", "label", "request_id"),)
+
+
+class Approval(Base):
+    """One reviewer's approval of one version of a request's args."""
+
+    __tablename__ = "approvals"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("requests.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    reviewer_id: Mapped[str] = mapped_column(String(128))
+    reviewer_name: Mapped[str] = mapped_column(String(256))
+    via: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime]
+
+    __table_args__ = (
+        UniqueConstraint("request_id", "version", "reviewer_id", name="uq_approvals_request_version_reviewer"),
+    )
+
+
+class AuditEvent(Base):
+    """Append-only trail of every step a request goes through."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    request_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    actor_id: Mapped[str | None] = mapped_column(String(128))
+    actor_name: Mapped[str | None] = mapped_column(String(256))
+    via: Mapped[str | None] = mapped_column(String(16))
+    at: Mapped[datetime]
+    data: Mapped[dict[str, Any]]
+
+
+class ApiToken(Base):
+    """An API credential. Only the SHA-256 of the secret is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class OutboxItem(Base):
+    """Outgoing work (webhooks, Slack posts) written in the same transaction as the change causing it."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    request_id: Mapped[str | None] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(128), unique=True)
+    payload: Mapped[dict[str, Any]]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime]
+    locked_until: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    dead_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_outbox_due", "delivered_at", "dead_at", "next_attempt_at"),)
+
+
+class KeyValue(Base):
+    """Small server-wide values, such as the generated webhook signing secret."""
+
+    __tablename__ = "kv"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

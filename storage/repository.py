@@ -1,0 +1,407 @@
+"""All SQL of signoff. Every state change is one conditional UPDATE (compare-and-set) on the request row.
+
+Functions take the session of the caller's transaction and keyword-only arguments; they never commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import ApiToken, Approval, AuditEvent, KeyValue, Label, OutboxItem, Request
+
+
+def _insert(session: AsyncSession, table: Any) -> Any:
+    if session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _is_pg(session: AsyncSession) -> bool:
+    return session.bind.dialect.name == "postgresql"  # type: ignore[union-attr]
+
+
+# --- requests ------------------------------------------------------------------------------------------
+
+
+async def insert_requests(session: AsyncSession, *, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Insert requests; a row whose (agent, idempotency_key) already exists is skipped. Returns inserted ids."""
+    if not rows:
+        return set()
+    stmt = _insert(session, Request).on_conflict_do_nothing().returning(Request.id)
+    result = await session.execute(stmt, list(rows))
+    return {r[0] for r in result.all()}
+
+
+async def insert_labels(session: AsyncSession, *, pairs: Iterable[tuple[str, str]]) -> None:
+    values = [{"request_id": rid, "label": label} for rid, label in pairs]
+    if values:
+        await session.execute(_insert(session, Label).on_conflict_do_nothing(), values)
+
+
+async def delete_labels(session: AsyncSession, *, request_id: str, labels: Iterable[str]) -> None:
+    labels = list(labels)
+    if labels:
+        await session.execute(
+            delete(Label).where(Label.request_id == request_id, Label.label.in_(labels))
+        )
+
+
+async def get_request(session: AsyncSession, *, request_id: str, for_update: bool = False) -> Request | None:
+    stmt = select(Request).where(Request.id == request_id).execution_options(populate_existing=True)
+    if for_update and _is_pg(session):
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def find_by_idempotency(
+    session: AsyncSession, *, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], Request]:
+    keys = list(keys)
+    if not keys:
+        return {}
+    conds = [and_(Request.agent == a, Request.idempotency_key == k) for a, k in keys]
+    rows = (await session.execute(select(Request).where(or_(*conds)))).scalars().all()
+    return {(r.agent, r.idempotency_key or ""): r for r in rows}
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    status: str | None = None
+    label: str | None = None
+    tool: str | None = None
+    agent: str | None = None
+    risk: str | None = None
+    channel: str | None = None
+
+
+async def list_requests(
+    session: AsyncSession, *, filt: ListFilter, now: datetime, limit: int, before_id: str | None
+) -> list[Request]:
+    """Newest first; ``before_id`` is the cursor (ids sort by creation time)."""
+    stmt = select(Request)
+    if filt.status == "pending":
+        stmt = stmt.where(Request.status == "pending", Request.expires_at > now)
+    elif filt.status is not None:
+        stmt = stmt.where(Request.status == filt.status)
+    if filt.label is not None:
+        stmt = stmt.where(
+            Request.id.in_(select(Label.request_id).where(Label.label == filt.label))
+        )
+    if filt.tool is not None:
+        stmt = stmt.where(Request.tool == filt.tool)
+    if filt.agent is not None:
+        stmt = stmt.where(Request.agent == filt.agent)
+    if filt.risk is not None:
+        stmt = stmt.where(Request.risk == filt.risk)
+    if filt.channel is not None:
+        stmt = stmt.where(Request.channel == filt.channel)
+    if before_id is not None:
+        stmt = stmt.where(Request.id < before_id)
+    stmt = stmt.order_by(Request.id.desc()).limit(limit)
+    return list((await session.execute(stmt)).scalars().all())
+
+
+async def cas_finalise(
+    session: AsyncSession,
+    *,
+    request_id: str,
+    status: str,
+    kind: str,
+    by_id: str | None,
+    by_name: str | None,
+    via: str,
+    at: datetime,
+    feedback: str | None = None,
+    final_args: dict[str, Any] | None = None,
+    version: int | None = None,
+    new_version: int | None = None,
+    rule: str | None = None,
+) -> bool:
+    """pending → terminal, only if still pending (and still at ``version`` when given). True if we won."""
+    values: dict[str, Any] = dict(
+        status=status,
+        decision_kind=kind,
+        decided_by_id=by_id,
+        decided_by_name=by_name,
+        decided_via=via,
+        decided_at=at,
+        feedback=feedback,
+    )
+    if final_args is not None:
+        values["final_args"] = final_args
+    if new_version is not None:
+        values["version"] = new_version
+    if rule is not None:
+        values["rule"] = rule
+    stmt = update(Request).where(Request.id == request_id, Request.status == "pending")
+    if version is not None:
+        stmt = stmt.where(Request.version == version)
+    result = await session.execute(stmt.values(**values).execution_options(synchronize_session=False))
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+async def cas_new_version(
+    session: AsyncSession, *, request_id: str, version: int, args: dict[str, Any]
+) -> bool:
+    """An edit below quorum: the args change and the version bumps, only if nobody else moved first."""
+    stmt = (
+        update(Request)
+        .where(Request.id == request_id, Request.status == "pending", Request.version == version)
+        .values(final_args=args, version=version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(stmt)).rowcount == 1  # type: ignore[attr-defined]
+
+
+async def add_approval(
+    session: AsyncSession,
+    *,
+    request_id: str,
+    version: int,
+    reviewer_id: str,
+    reviewer_name: str,
+    via: str,
+    at: datetime,
+) -> None:
+    stmt = _insert(session, Approval).on_conflict_do_nothing()
+    await session.execute(
+        stmt,
+        [dict(request_id=request_id, version=version, reviewer_id=reviewer_id,
+              reviewer_name=reviewer_name, via=via, at=at)],
+    )
+
+
+async def approvers_of(session: AsyncSession, *, request_id: str, version: int) -> list[str]:
+    stmt = select(Approval.reviewer_id).where(Approval.request_id == request_id, Approval.version == version)
+    return [r[0] for r in (await session.execute(stmt)).all()]
+
+
+async def claim_overdue(session: AsyncSession, *, now: datetime, limit: int, reason: str) -> list[Request]:
+    """Finalise up to ``limit`` overdue pending requests as expired; return them. Safe on many replicas."""
+    due = (
+        select(Request.id)
+        .where(Request.status == "pending", Request.expires_at <= now)
+        .order_by(Request.expires_at)
+        .limit(limit)
+    )
+    if _is_pg(session):
+        due = due.with_for_update(skip_locked=True)
+    stmt = (
+        update(Request)
+        .where(Request.id.in_(due.scalar_subquery()), Request.status == "pending")
+        .values(
+            status="expired",
+            decision_kind="expire",
+            decided_via="scheduler",
+            decided_by_id="scheduler",
+            decided_by_name="signoff",
+            decided_at=now,
+            feedback=reason,
+        )
+        .returning(Request.id)
+        .execution_options(synchronize_session=False)
+    )
+    ids = [r[0] for r in (await session.execute(stmt)).all()]
+    if not ids:
+        return []
+    rows = await session.execute(
+        select(Request).where(Request.id.in_(ids)).execution_options(populate_existing=True)
+    )
+    return list(rows.scalars().all())
+
+
+async def set_result(session: AsyncSession, *, request_id: str, result: dict[str, Any]) -> bool:
+    stmt = (
+        update(Request)
+        .where(Request.id == request_id, Request.status.in_(("approved", "modified")))
+        .values(result=result)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(stmt)).rowcount == 1  # type: ignore[attr-defined]
+
+
+async def recently_decided(session: AsyncSession, *, since: datetime) -> list[str]:
+    stmt = select(Request.id).where(Request.decided_at >= since)
+    return [r[0] for r in (await session.execute(stmt)).all()]
+
+
+async def count_by_status(session: AsyncSession, *, now: datetime) -> dict[str, int]:
+    stmt = select(Request.status, func.count()).group_by(Request.status)
+    counts = {status: n for status, n in (await session.execute(stmt)).all()}
+    overdue = (
+        await session.execute(
+            select(func.count()).where(Request.status == "pending", Request.expires_at <= now)
+        )
+    ).scalar_one()
+    if overdue:
+        counts["pending"] = counts.get("pending", 0) - overdue
+        counts["expired"] = counts.get("expired", 0) + overdue
+    return counts
+
+
+async def next_expiry(session: AsyncSession) -> datetime | None:
+    stmt = select(func.min(Request.expires_at)).where(Request.status == "pending")
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+# --- audit -----------------------------------------------------------------------------------------------
+
+
+async def add_audit(session: AsyncSession, *, events: Sequence[dict[str, Any]]) -> None:
+    if events:
+        await session.execute(_insert(session, AuditEvent), list(events))
+
+
+async def audit_for(session: AsyncSession, *, request_id: str) -> list[AuditEvent]:
+    stmt = select(AuditEvent).where(AuditEvent.request_id == request_id).order_by(AuditEvent.id)
+    return list((await session.execute(stmt)).scalars().all())
+
+
+# --- outbox ---------------------------------------------------------------------------------------------
+
+
+async def add_outbox(session: AsyncSession, *, items: Sequence[dict[str, Any]]) -> None:
+    """Queue outgoing work; an item whose ``key`` is already queued is not queued twice."""
+    if items:
+        await session.execute(_insert(session, OutboxItem).on_conflict_do_nothing(), list(items))
+
+
+async def claim_outbox(
+    session: AsyncSession, *, now: datetime, limit: int, lease_s: float, kinds: Sequence[str]
+) -> list[OutboxItem]:
+    """Lease due items to this worker: other workers skip them until the lease runs out."""
+    due = (
+        select(OutboxItem.id)
+        .where(
+            OutboxItem.delivered_at.is_(None),
+            OutboxItem.dead_at.is_(None),
+            OutboxItem.next_attempt_at <= now,
+            OutboxItem.kind.in_(kinds),
+            or_(OutboxItem.locked_until.is_(None), OutboxItem.locked_until <= now),
+        )
+        .order_by(OutboxItem.id)
+        .limit(limit)
+    )
+    if _is_pg(session):
+        due = due.with_for_update(skip_locked=True)
+    stmt = (
+        update(OutboxItem)
+        .where(OutboxItem.id.in_(due.scalar_subquery()))
+        .values(locked_until=now + timedelta(seconds=lease_s), attempts=OutboxItem.attempts + 1)
+        .returning(OutboxItem.id)
+        .execution_options(synchronize_session=False)
+    )
+    ids = [r[0] for r in (await session.execute(stmt)).all()]
+    if not ids:
+        return []
+    rows = await session.execute(
+        select(OutboxItem).where(OutboxItem.id.in_(ids)).order_by(OutboxItem.id)
+        .execution_options(populate_existing=True)
+    )
+    return list(rows.scalars().all())
+
+
+async def outbox_delivered(session: AsyncSession, *, item_id: int, at: datetime) -> None:
+    await session.execute(
+        update(OutboxItem).where(OutboxItem.id == item_id)
+        .values(delivered_at=at, locked_until=None, last_error=None)
+    )
+
+
+async def outbox_retry(
+    session: AsyncSession, *, item_id: int, next_attempt_at: datetime, error: str
+) -> None:
+    await session.execute(
+        update(OutboxItem).where(OutboxItem.id == item_id)
+        .values(next_attempt_at=next_attempt_at, locked_until=None, last_error=error[:2000])
+    )
+
+
+async def outbox_dead(session: AsyncSession, *, item_id: int, at: datetime, error: str) -> None:
+    await session.execute(
+        update(OutboxItem).where(OutboxItem.id == item_id)
+        .values(dead_at=at, locked_until=None, last_error=error[:2000])
+    )
+
+
+async def next_outbox_due(session: AsyncSession, *, kinds: Sequence[str]) -> datetime | None:
+    stmt = select(func.min(OutboxItem.next_attempt_at)).where(
+        OutboxItem.delivered_at.is_(None), OutboxItem.dead_at.is_(None), OutboxItem.kind.in_(kinds)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_outbox(session: AsyncSession, *, kind: str | None = None) -> list[OutboxItem]:
+    stmt = select(OutboxItem).order_by(OutboxItem.id)
+    if kind is not None:
+        stmt = stmt.where(OutboxItem.kind == kind)
+    return list((await session.execute(stmt)).scalars().all())
+
+
+# --- tokens ---------------------------------------------------------------------------------------------
+
+
+async def add_token(
+    session: AsyncSession, *, name: str, role: str, token_hash: str, prefix: str, at: datetime
+) -> bool:
+    stmt = _insert(session, ApiToken).on_conflict_do_nothing().returning(ApiToken.id)
+    res = await session.execute(
+        stmt, [dict(name=name, role=role, token_hash=token_hash, prefix=prefix, created_at=at)]
+    )
+    return res.first() is not None
+
+
+async def token_by_hash(session: AsyncSession, *, token_hash: str) -> ApiToken | None:
+    stmt = select(ApiToken).where(ApiToken.token_hash == token_hash, ApiToken.revoked_at.is_(None))
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def list_tokens(session: AsyncSession) -> list[ApiToken]:
+    return list((await session.execute(select(ApiToken).order_by(ApiToken.name))).scalars().all())
+
+
+async def revoke_token(session: AsyncSession, *, name: str, at: datetime) -> bool:
+    stmt = (
+        update(ApiToken)
+        .where(ApiToken.name == name, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=at)
+    )
+    return (await session.execute(stmt)).rowcount == 1  # type: ignore[attr-defined]
+
+
+async def delete_revoked_token(session: AsyncSession, *, name: str) -> None:
+    """A revoked token's name may be reused: the old row is removed when a new token takes the name."""
+    await session.execute(delete(ApiToken).where(ApiToken.name == name, ApiToken.revoked_at.is_not(None)))
+
+
+# --- key/value ------------------------------------------------------------------------------------------
+
+
+async def kv_get(session: AsyncSession, *, key: str) -> str | None:
+    return (await session.execute(select(KeyValue.value).where(KeyValue.key == key))).scalar_one_or_none()
+
+
+async def kv_set_if_absent(session: AsyncSession, *, key: str, value: str) -> str:
+    """Store ``value`` unless a value exists; return whichever is stored (first writer wins)."""
+    await session.execute(_insert(session, KeyValue).on_conflict_do_nothing(), [dict(key=key, value=value)])
+    stored = await kv_get(session, key=key)
+    assert stored is not None
+    return stored
+
+
+async def notify(session: AsyncSession, *, channel: str, payload: str) -> None:
+    """PostgreSQL NOTIFY, delivered to listeners when the transaction commits."""
+    if _is_pg(session):
+        await session.execute(text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})
+
+
+async def outbox_backlog(session: AsyncSession) -> int:
+    stmt = select(func.count()).where(OutboxItem.delivered_at.is_(None), OutboxItem.dead_at.is_(None))
+    return int((await session.execute(stmt)).scalar_one())
