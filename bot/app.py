@@ -52,8 +52,13 @@ def build_core(settings: Settings, *, config: Config | None = None, clock: Clock
     db = Database(settings.database_url)
     metrics = Metrics()
     hooks = ServiceHooks(on_submitted=[metrics.on_submitted], on_terminal=[metrics.on_terminal])
+    effects: list[Effects] = [WebhookEffects(), *tuning.extra_effects]
+    if settings.slack_enabled:
+        from bot.slack_delivery import SlackEffects
+
+        effects.append(SlackEffects())
     service = ApprovalService(
-        db=db, clock=clock, config=config, effects=[WebhookEffects(), *tuning.extra_effects],
+        db=db, clock=clock, config=config, effects=effects,
         waiters=Waiters(), default_channel=settings.default_channel, mode=settings.mode, hooks=hooks,
     )
     return db, service, Tokens(db=db, clock=clock), metrics
@@ -83,7 +88,29 @@ class SignoffApp:
         self._tasks: list[asyncio.Task[Any]] = []
         self._http: aiohttp.ClientSession | None = None
         self._scheduler: Any = None
+        self._socket_mode: Any = None
+        self.slack: Any = None
         self.port: int | None = None
+        if settings.slack_enabled:
+            self._build_slack()
+
+    def _build_slack(self) -> None:
+        from bot.directory import SlackDirectory
+        from bot.review import SlackReview
+        from bot.slack import build_slack, events_route, web_client
+        from bot.slack_delivery import POST, UPDATE, SlackDelivery
+
+        client = web_client(self.settings, for_delivery=False)
+        delivery_client = web_client(self.settings, for_delivery=True)
+        directory = SlackDirectory(client)
+        review = SlackReview(service=self.service, directory=directory)
+        self.slack = build_slack(self.settings, review=review, directory=directory, client=client,
+                                 delivery_client=delivery_client)
+        delivery = SlackDelivery(client=delivery_client, service=self.service, clock=self.clock)
+        self.outbox.register(POST, delivery.post)
+        self.outbox.register(UPDATE, delivery.update)
+        if not self.settings.socket_mode:
+            self.web.add_routes([events_route(self.slack.app)])
 
     async def _counts(self) -> tuple[dict[str, int], int]:
         async with self.db.read() as s:
@@ -111,6 +138,13 @@ class SignoffApp:
         if self.tuning.run_scheduler:
             self._scheduler = build_scheduler(service=self.service, expire_every_s=self.tuning.expire_every_s)
             self._scheduler.start()
+        if self.slack is not None and self.settings.socket_mode:
+            from bot.slack import start_socket_mode
+
+            self._socket_mode = await start_socket_mode(self.slack.app, self.settings)
+            log.info("Slack connected in Socket Mode")
+        elif self.slack is not None:
+            log.info("Slack events, interactivity and /signoff served at POST /slack/events")
         if not self.settings.slack_enabled:
             log.info("Slack is not configured (SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET unset): "
                      "review through the CLI (`signoff approvals ...`) and the HTTP API")
@@ -127,6 +161,9 @@ class SignoffApp:
         self._tasks.append(asyncio.create_task(coro, name=f"signoff.{name}"))
 
     async def stop(self) -> None:
+        if self._socket_mode is not None:
+            with contextlib.suppress(Exception):
+                await self._socket_mode.close_async()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._scheduler is not None:

@@ -111,7 +111,7 @@ async def _approvals_list(settings: Settings, args: argparse.Namespace) -> int:
     from storage.repository import ListFilter
 
     async def run(_db: Any, service: Any, _t: Any) -> int:
-        items, _ = await service.list(filt=ListFilter(status=args.status, label=args.label),
+        items, _ = await service.list_requests(filt=ListFilter(status=args.status, label=args.label),
                                       limit=args.limit, cursor=None)
         if args.json:
             print(json.dumps(items, indent=2, ensure_ascii=False))

@@ -27,6 +27,8 @@ class Action(StrEnum):
     PAGE_NEXT = "signoff_page_next"
     PAGE_PREV = "signoff_page_prev"
     REVOKE_GRANT = "signoff_revoke_grant"
+    ARG_INPUT = "signoff_arg_input"
+    FEEDBACK_INPUT = "signoff_feedback_input"
 
 
 class View(StrEnum):
@@ -43,3 +45,5 @@ class Block(StrEnum):
     ACTIONS = "signoff_actions"
     FEEDBACK = "signoff_feedback"
     ARG = "arg:"
+    ARG_INDEX = "arg#"
+    ARG_REST = "arg*"

@@ -15,7 +15,8 @@ _REF = "#/components/schemas/{model}"
 _NULLABLE_STR = {"type": ["string", "null"]}
 _TIME = {"type": "string", "format": "date-time"}
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
-_PERSON = {"type": "object", "properties": {"id": _NULLABLE_STR, "name": _NULLABLE_STR}}
+_PERSON_PROPS: dict[str, Any] = {"id": _NULLABLE_STR, "name": _NULLABLE_STR}
+_PERSON: dict[str, Any] = {"type": "object", "properties": _PERSON_PROPS}
 
 REQUEST_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -36,7 +37,7 @@ REQUEST_SCHEMA: dict[str, Any] = {
             "reviewer": _PERSON, "at": _TIME, "version": {"type": "integer"}, "via": {"type": "string"}}}},
         "decision": {"type": ["object", "null"], "properties": {
             "kind": {"type": "string"},
-            "by": {"type": "object", "properties": {**_PERSON["properties"], "via": _NULLABLE_STR}},
+            "by": {"type": "object", "properties": {**_PERSON_PROPS, "via": _NULLABLE_STR}},
             "at": _NULLABLE_TIME, "feedback": _NULLABLE_STR, "rule": _NULLABLE_STR}},
         "created_at": _TIME,
         "expires_at": _TIME,

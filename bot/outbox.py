@@ -15,7 +15,6 @@ import random
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-
 from bot.clock import Clock
 from storage import repository as repo
 from storage.db import Database
@@ -26,10 +25,22 @@ log = logging.getLogger("signoff.outbox")
 Handler = Callable[[OutboxItem], Awaitable[None]]
 
 
-class RetryLater(Exception):  # noqa: N818 - a signal, not an error
+class RetryLater(Exception):
     def __init__(self, message: str, *, delay_s: float | None = None) -> None:
         super().__init__(message)
         self.delay_s = delay_s
+
+
+class Defer(Exception):
+    """Not a failure: try again after ``delay_s`` without counting an attempt (e.g. channel pacing)."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__(f"deferred {delay_s:.2f}s")
+        self.delay_s = delay_s
+
+
+class GiveUp(Exception):
+    """The delivery can never succeed (e.g. the channel does not exist): dead-letter it now."""
 
 
 class OutboxWorker:
@@ -117,7 +128,11 @@ class OutboxWorker:
     async def _failed(self, item: OutboxItem, error: Exception) -> None:
         text = f"{type(error).__name__}: {error}"
         now = self.clock.now()
-        if item.attempts >= self.max_attempts:
+        if isinstance(error, Defer):
+            async with self.db.write() as s:
+                await repo.outbox_defer(s, item_id=item.id, next_attempt_at=now + timedelta(seconds=error.delay_s))
+            return
+        if item.attempts >= self.max_attempts or isinstance(error, GiveUp):
             log.error("outbox %s %s dead after %d attempts: %s", item.kind, item.key, item.attempts, text)
             async with self.db.write() as s:
                 await repo.outbox_dead(s, item_id=item.id, at=now, error=text)

@@ -7,6 +7,7 @@ transaction) and with waking waiting agents after the commit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -212,10 +213,12 @@ class ApprovalService:
             assert req is not None
         return request_json(req, now=self.clock.now())
 
-    async def list(
+    async def list_requests(
         self, *, filt: ListFilter, limit: int, cursor: str | None, principal: Principal | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
         if principal is not None and not principal.sees_all:
+            if filt.agent not in (None, principal.name):
+                return [], None  # another agent's requests: none visible (not this agent's own instead)
             filt = ListFilter(**{**filt.__dict__, "agent": principal.name})
         now = self.clock.now()
         async with self.db.read() as s:
@@ -238,11 +241,9 @@ class ApprovalService:
             if domain.is_terminal(current["status"]) or timeout_s == 0:
                 return current
             expires_in = _seconds_until(current["expires_at"], self.clock.now())
-            try:
-                # Also wake at the deadline, so an expiry is reported at once even before the sweep runs.
+            # Also wake at the deadline, so an expiry is reported at once even before the sweep runs.
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(fut), timeout=min(timeout_s, expires_in + 0.05))
-            except TimeoutError:
-                pass
             return await self.get(request_id=request_id, principal=principal)
         finally:
             self.waiters.discard(request_id, fut)
@@ -258,6 +259,7 @@ class ApprovalService:
         args: dict[str, Any] | None = None,
         feedback: str | None = None,
         expected_version: int | None = None,
+        audit_extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         if kind not in domain.DECISION_STATUS:
             raise ValidationFailed(f"decision: expected approve, edit or reject, got {kind!r}",
@@ -279,7 +281,8 @@ class ApprovalService:
             elif domain.is_terminal(req.status):
                 raise AlreadyDecided(domain.lost_race_message(req.status, req.decided_by_name, req.decided_at))
             else:
-                change = await self._apply_decision(s, req, kind, actor, args, feedback, expected_version, now)
+                change = await self._apply_decision(s, req, kind, actor, args, feedback, expected_version, now,
+                                                    audit_extra or {})
         if expired_now:
             self._after_commit([request_id])
             raise AlreadyDecided(domain.lost_race_message("expired", None, now))
@@ -298,6 +301,7 @@ class ApprovalService:
         feedback: str | None,
         expected_version: int | None,
         now: datetime,
+        audit_extra: dict[str, Any],
     ) -> Change:
         from bot.errors import VersionChanged
 
@@ -310,7 +314,7 @@ class ApprovalService:
         current_args = req.final_args if req.final_args is not None else req.args
         if kind == "edit" and args == current_args:
             kind = "approve"
-        audit_data: dict[str, Any] = {"version": version}
+        audit_data: dict[str, Any] = {**audit_extra, "version": version}
         if kind == "reject":
             won = await repo.cas_finalise(
                 s, request_id=req.id, status="rejected", kind="reject", by_id=actor.id, by_name=actor.name,
@@ -486,6 +490,33 @@ class ApprovalService:
     def _kick_expiry(self) -> None:
         task = asyncio.get_running_loop().create_task(self.expire_due())
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    # --- Slack bookkeeping ---------------------------------------------------------------------------
+
+    async def record_event(self, *, request_id: str | None, kind: str, actor: Actor, data: dict[str, Any]) -> None:
+        """Append an audit event that changes nothing else (e.g. a click that was refused)."""
+        async with self.db.write() as s:
+            await repo.add_audit(s, events=[_audit(request_id, kind, actor, self.clock.now(), data)])
+
+    async def refresh_card(self, *, request_id: str) -> None:
+        """Queue a re-render of the request's Slack card from its current state."""
+        now = self.clock.now()
+        async with self.db.write() as s:
+            req = await repo.get_request(s, request_id=request_id)
+            if req is None:
+                raise NotFound(f"no request with id {request_id!r}")
+            await self._queue_effects(s, [Change("refresh", request_json(req, now=now))], now)
+        self.outbox_wakeup.set()
+
+    async def set_slack_message(self, *, request_id: str, channel: str, ts: str, permalink: str | None) -> bool:
+        """Record where the card was posted; False if a card was already recorded for this request."""
+        async with self.db.write() as s:
+            won = await repo.set_slack_message(s, request_id=request_id, channel=channel, ts=ts,
+                                               permalink=permalink)
+            if won:
+                await repo.add_audit(s, events=[_audit(request_id, "posted", Actor("slack", "signoff", "slack"),
+                                                       self.clock.now(), {"channel": channel, "ts": ts})])
+        return won
 
     # --- shared ---------------------------------------------------------------------------------------
 

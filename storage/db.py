@@ -76,9 +76,8 @@ class Database:
         async with self.engine.connect() as conn:
             if immediate:
                 conn = await conn.execution_options(signoff_immediate=True)
-            async with AsyncSession(bind=conn, expire_on_commit=False, autoflush=False) as session:
-                async with session.begin():
-                    yield session
+            async with AsyncSession(bind=conn, expire_on_commit=False, autoflush=False) as session, session.begin():
+                yield session
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:

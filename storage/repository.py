@@ -324,6 +324,14 @@ async def outbox_retry(
     )
 
 
+async def outbox_defer(session: AsyncSession, *, item_id: int, next_attempt_at: datetime) -> None:
+    """Put an item back without counting the claim as an attempt."""
+    await session.execute(
+        update(OutboxItem).where(OutboxItem.id == item_id)
+        .values(next_attempt_at=next_attempt_at, locked_until=None, attempts=OutboxItem.attempts - 1)
+    )
+
+
 async def outbox_dead(session: AsyncSession, *, item_id: int, at: datetime, error: str) -> None:
     await session.execute(
         update(OutboxItem).where(OutboxItem.id == item_id)
@@ -405,3 +413,16 @@ async def notify(session: AsyncSession, *, channel: str, payload: str) -> None:
 async def outbox_backlog(session: AsyncSession) -> int:
     stmt = select(func.count()).where(OutboxItem.delivered_at.is_(None), OutboxItem.dead_at.is_(None))
     return int((await session.execute(stmt)).scalar_one())
+
+
+async def set_slack_message(
+    session: AsyncSession, *, request_id: str, channel: str, ts: str, permalink: str | None
+) -> bool:
+    """Record the card's message once: a second post for the same request never overwrites the first."""
+    stmt = (
+        update(Request)
+        .where(Request.id == request_id, Request.slack_ts.is_(None))
+        .values(slack_channel=channel, slack_ts=ts, slack_permalink=permalink)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(stmt)).rowcount == 1  # type: ignore[attr-defined]

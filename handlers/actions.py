@@ -1,0 +1,38 @@
+"""Buttons on the approval card: Approve, Edit, Reject, View full."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+
+from bot import blocks
+from bot.ids import Action
+from bot.review import SlackReview
+from handlers.common import clicker
+
+
+def register(app: AsyncApp, review: SlackReview) -> None:
+    @app.action(Action.APPROVE)
+    async def approve(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        await review.decide(action["value"], clicker(body), kind="approve")
+
+    @app.action(Action.EDIT)
+    async def edit(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any) -> None:
+        await ack()
+        req = await review.open_for(action["value"], clicker(body), kind="edit")
+        await client.views_open(trigger_id=body["trigger_id"], view=blocks.edit_modal(req))
+
+    @app.action(Action.REJECT)
+    async def reject(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any) -> None:
+        await ack()
+        req = await review.open_for(action["value"], clicker(body), kind="reject")
+        await client.views_open(trigger_id=body["trigger_id"], view=blocks.reject_modal(req))
+
+    @app.action(Action.VIEW_FULL)
+    async def view_full(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any) -> None:
+        await ack()
+        request_id, field = blocks.parse_view_full_value(action["value"])
+        req = await review.load(request_id)
+        await client.views_open(trigger_id=body["trigger_id"], view=blocks.view_full_modal(req, field))

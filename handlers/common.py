@@ -1,0 +1,34 @@
+"""Small pieces every Slack surface uses: who clicked, and the one global error handler."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bot.errors import SignoffError
+from bot.review import Clicker
+
+log = logging.getLogger("signoff.handlers")
+
+
+def clicker(body: dict[str, Any]) -> Clicker:
+    user = body.get("user") or {}
+    team = (body.get("team") or {}).get("id") or user.get("team_id")
+    return Clicker(user_id=user.get("id") or body.get("user_id", ""), team_id=team,
+                   username=user.get("username") or user.get("name") or body.get("user_name"))
+
+
+async def on_error(error: Exception, body: dict[str, Any], respond: Any = None, client: Any = None) -> None:
+    """Typed errors become an ephemeral message to the person who acted; anything else is logged."""
+    if isinstance(error, SignoffError):
+        text = error.message
+    else:
+        log.error("Slack listener failed", exc_info=error)
+        text = "Something went wrong on signoff's side; please try again. If it keeps failing, tell an admin."
+    who = clicker(body)
+    if respond is not None:
+        await respond(text=text, response_type="ephemeral", replace_original=False)
+        return
+    channel = (body.get("channel") or {}).get("id") or body.get("channel_id")
+    if client is not None and channel and who.user_id:
+        await client.chat_postEphemeral(channel=channel, user=who.user_id, text=text)
