@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.clock import iso
 from bot.domain import is_overdue
-from storage.models import Request
+
+if TYPE_CHECKING:
+    from storage.models import Request
 
 
 def request_json(req: Request, *, now: datetime | None = None) -> dict[str, Any]:
