@@ -17,6 +17,9 @@ IO_MODULES = {"aiohttp", "httpx", "sqlalchemy", "asyncpg", "aiosqlite", "slack_s
 
 def imports_of(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):  # imports only for type checkers cost nothing at run time
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            node.body = []
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
