@@ -103,6 +103,8 @@ async def _body(request: web.Request, model: type[B]) -> B:
         data = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as e:
         raise BadRequest(f"the body is not valid JSON: {e}") from None
+    except RecursionError:  # e.g. a megabyte of "[": refuse it rather than answer 500
+        raise BadRequest("the body is nested too deeply to be accepted as JSON") from None
     if not isinstance(data, dict):
         raise ValidationFailed("the body must be a JSON object", details=[{"field": "(body)"}])
     try:
