@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 MAX_ARGS_BYTES = 256 * 1024
+MAX_ARGS_DEPTH = 64
 TOOL_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$"
 REVIEWER_PATTERN = r"^[UWS][A-Z0-9]{2,31}$"
@@ -28,10 +29,25 @@ class Action(_Body):
     @field_validator("args")
     @classmethod
     def _args_size(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if _nested_deeper_than(v, MAX_ARGS_DEPTH):  # deeper values break serialisation (a 500) downstream
+            raise ValueError(f"args are nested deeper than {MAX_ARGS_DEPTH} levels")
         size = len(json.dumps(v, ensure_ascii=False, separators=(",", ":")).encode())
         if size > MAX_ARGS_BYTES:
             raise ValueError(f"args are {size} bytes as JSON; the limit is {MAX_ARGS_BYTES} (256 KiB)")
         return v
+
+
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 class Link(_Body):
