@@ -100,7 +100,7 @@ async def _body(request: web.Request, model: type[B]) -> B:
         raise PayloadTooLarge(f"the body is {request.content_length} bytes; the limit is {MAX_BODY} (1 MiB)")
     raw = await request.read()
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_not_json_constant)
     except (UnicodeDecodeError, ValueError) as e:
         raise BadRequest(f"the body is not valid JSON: {e}") from None
     except RecursionError:  # e.g. a megabyte of "[": refuse it rather than answer 500
@@ -111,6 +111,11 @@ async def _body(request: web.Request, model: type[B]) -> B:
         return model.model_validate(data)
     except ValidationError as e:
         raise _validation_error(e) from None
+
+
+def _not_json_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; JSON does not (and PostgreSQL's jsonb refuses them).
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _validation_error(e: ValidationError) -> ValidationFailed:
