@@ -107,10 +107,32 @@ async def _body(request: web.Request, model: type[B]) -> B:
         raise BadRequest("the body is nested too deeply to be accepted as JSON") from None
     if not isinstance(data, dict):
         raise ValidationFailed("the body must be a JSON object", details=[{"field": "(body)"}])
+    nul_at = _nul_path(data)
+    if nul_at is not None:
+        raise ValidationFailed(f"{nul_at}: text must not contain the NUL character (\\u0000)",
+                               details=[{"field": nul_at, "message": "contains NUL"}])
     try:
         return model.model_validate(data)
     except ValidationError as e:
         raise _validation_error(e) from None
+
+
+def _nul_path(data: Any) -> str | None:
+    """Where a string or key holds U+0000 (which PostgreSQL cannot store), else None."""
+    stack: list[tuple[Any, str]] = [(data, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str) and "\x00" in node:
+            return path or "(body)"
+        if isinstance(node, list):
+            stack.extend((v, f"{path}.{i}") for i, v in enumerate(node))
+        elif isinstance(node, dict):
+            for k, v in node.items():
+                sub = f"{path}.{k}" if path else k
+                if "\x00" in k:
+                    return sub.replace("\x00", "\\u0000")
+                stack.append((v, sub))
+    return None
 
 
 def _not_json_constant(name: str) -> Any:
@@ -147,6 +169,9 @@ def _query(request: web.Request, allowed: set[str]) -> dict[str, str]:
     if unknown:
         raise ValidationFailed(f"{unknown[0]}: unknown query parameter; allowed: {', '.join(sorted(allowed))}",
                                details=[{"field": u, "message": "unknown query parameter"} for u in unknown])
+    for k in request.query:
+        if "\x00" in request.query.getone(k):
+            raise ValidationFailed(f"{k}: must not contain the NUL character", details=[{"field": k}])
     return {k: request.query.getone(k) for k in request.query}
 
 
