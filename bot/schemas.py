@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, UrlConstraints, field_validator
 
 MAX_ARGS_BYTES = 256 * 1024
 MAX_ARGS_DEPTH = 64
@@ -76,7 +76,7 @@ class SubmitBody(_Body):
     required_approvals: int | None = Field(default=None, ge=1, le=20)
     timeout_s: int | None = Field(default=None, ge=1, le=30 * 86400)
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
-    callback_url: AnyHttpUrl | None = None
+    callback_url: Annotated[AnyHttpUrl, UrlConstraints(max_length=2048)] | None = None
 
     @field_validator("labels")
     @classmethod
