@@ -158,6 +158,46 @@ async def _approvals_decide(settings: Settings, args: argparse.Namespace) -> int
     return await _with_core(settings, run)
 
 
+# --- audit ---------------------------------------------------------------------------------------------
+
+
+async def _audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.audit import verify_chain
+
+    async def run(db: Any, _svc: Any, _t: Any) -> int:
+        report = await verify_chain(db)
+        if report.ok:
+            print(f"audit trail intact: {report.checked} event(s) verified")
+            return 0
+        print(f"audit trail TAMPERED: {report.problem} ({report.checked} event(s) verified before it)",
+              file=sys.stderr)
+        return 3
+
+    return await _with_core(settings, run)
+
+
+async def _audit_export(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from bot.audit import export_lines
+
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since.replace("Z", "+00:00"))
+        except ValueError:
+            raise SignoffError(
+                f"--since: expected an ISO 8601 time such as 2026-11-01T00:00:00Z, got {args.since!r}") from None
+        since = since if since.tzinfo else since.replace(tzinfo=UTC)
+
+    async def run(db: Any, _svc: Any, _t: Any) -> int:
+        async for line in export_lines(db, fmt=args.format, since=since):
+            sys.stdout.write(line)
+        return 0
+
+    return await _with_core(settings, run)
+
+
 # --- db and config --------------------------------------------------------------------------------------
 
 
@@ -225,6 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
         if kind == "edit":
             d.add_argument("--args", required=True, metavar="JSON", help="the new args as a JSON object")
         d.set_defaults(fn=_approvals_decide)
+
+    au = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="audit_cmd", required=True)
+    au.add_parser("verify", help="check the hash chain; report the first tampered or missing event").set_defaults(
+        fn=_audit_verify)
+    ae = au.add_parser("export", help="print the trail as JSON Lines or CSV")
+    ae.add_argument("--since", metavar="TIME", help="only events at or after this ISO 8601 time")
+    ae.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    ae.set_defaults(fn=_audit_export)
 
     dbp = sub.add_parser("db", help="database maintenance").add_subparsers(dest="db_cmd", required=True)
     dbp.add_parser("upgrade", help="apply migrations").set_defaults(fn=_db_upgrade)

@@ -23,25 +23,25 @@ def alembic_config() -> AlembicConfig:
     return cfg
 
 
-def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+def head_revisions() -> tuple[str, ...]:
+    return tuple(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
 async def upgrade(db: Database) -> str | None:
-    """Bring the schema to the newest revision; returns the revision now applied."""
+    """Bring the schema to the newest revision(s); returns the revision(s) now applied."""
     cfg = alembic_config()
 
     def _run(sync_conn: Any) -> str | None:
         if sync_conn.dialect.name == "postgresql":
             sync_conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
         cfg.attributes["connection"] = sync_conn
-        command.upgrade(cfg, "head")
-        return MigrationContext.configure(sync_conn).get_current_revision()
+        command.upgrade(cfg, "heads")
+        return ",".join(sorted(MigrationContext.configure(sync_conn).get_current_heads())) or None
 
     async with db.engine.begin() as conn:
         return await conn.run_sync(_run)
 
 
-async def current_revision(db: Database) -> str | None:
+async def current_revisions(db: Database) -> tuple[str, ...]:
     async with db.engine.connect() as conn:
-        return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+        return await conn.run_sync(lambda c: tuple(MigrationContext.configure(c).get_current_heads()))

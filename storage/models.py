@@ -139,6 +139,9 @@ class AuditEvent(Base):
     via: Mapped[str | None] = mapped_column(String(16))
     at: Mapped[datetime]
     data: Mapped[dict[str, Any]]
+    seq: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), unique=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class ApiToken(Base):

@@ -14,6 +14,7 @@ from sqlalchemy import and_, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.chain import GENESIS, event_hash
 from storage.models import ApiToken, Approval, AuditEvent, KeyValue, Label, OutboxItem, Request
 
 
@@ -254,13 +255,41 @@ async def next_expiry(session: AsyncSession) -> datetime | None:
 # --- audit -----------------------------------------------------------------------------------------------
 
 
+_AUDIT_LOCK = 0x5167_0A0D  # serialises appends to the hash chain across PostgreSQL replicas
+
+
 async def add_audit(session: AsyncSession, *, events: Sequence[dict[str, Any]]) -> None:
-    if events:
-        await session.execute(_insert(session, AuditEvent), list(events))
+    """Append events to the hash chain: each gets the next ``seq`` and the hash of the one before."""
+    if not events:
+        return
+    if _is_pg(session):
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK})
+    last = (
+        await session.execute(select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1))
+    ).first()
+    seq, prev = (int(last[0]), str(last[1])) if last is not None and last[0] is not None else (0, GENESIS)
+    rows = []
+    for event in events:
+        seq += 1
+        digest = event_hash(prev, seq=seq, request_id=event.get("request_id"), kind=event["kind"],
+                            actor_id=event.get("actor_id"), actor_name=event.get("actor_name"),
+                            via=event.get("via"), at=event["at"], data=event.get("data") or {})
+        rows.append({**event, "seq": seq, "prev_hash": prev, "hash": digest})
+        prev = digest
+    await session.execute(_insert(session, AuditEvent), rows)
+
+
+async def audit_page(
+    session: AsyncSession, *, after_seq: int, limit: int, since: datetime | None = None
+) -> list[AuditEvent]:
+    stmt = select(AuditEvent).where(AuditEvent.seq > after_seq).order_by(AuditEvent.seq).limit(limit)
+    if since is not None:
+        stmt = stmt.where(AuditEvent.at >= since)
+    return list((await session.execute(stmt)).scalars().all())
 
 
 async def audit_for(session: AsyncSession, *, request_id: str) -> list[AuditEvent]:
-    stmt = select(AuditEvent).where(AuditEvent.request_id == request_id).order_by(AuditEvent.id)
+    stmt = select(AuditEvent).where(AuditEvent.request_id == request_id).order_by(AuditEvent.seq)
     return list((await session.execute(stmt)).scalars().all())
 
 
