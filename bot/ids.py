@@ -10,6 +10,13 @@ from enum import StrEnum
 
 SLASH_COMMAND = "/signoff"
 
+# Events the app subscribes to (manifest.yml ``bot_events``): App Home publishing, and refreshing the cached
+# user-group memberships and user names. A test keeps the manifest equal to this list.
+BOT_EVENTS = ("app_home_opened", "subteam_members_changed", "subteam_updated", "user_change")
+
+# The bot token's scopes (manifest.yml ``oauth_config.scopes.bot``), the minimal set; justified in the manifest.
+BOT_SCOPES = ("chat:write", "chat:write.public", "commands", "users:read", "usergroups:read", "im:write")
+
 
 class Action(StrEnum):
     """``action_id`` of interactive elements on cards, replies and App Home."""
