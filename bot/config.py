@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bot.cron import crontab, zone
 from bot.errors import ConfigError
 
 Risk = Literal["low", "medium", "high", "critical"]
@@ -62,6 +63,11 @@ class Route(_Strict):
     required_approvals: int | None = Field(default=None, ge=1, le=20)
     timeout_s: int | None = Field(default=None, ge=1, le=30 * 86400)
     on_expiry: Literal["reject", "escalate"] = "reject"
+    # Override the matching keys of ``timeouts`` for requests on this route.
+    remind_after_s: int | None = Field(default=None, ge=1)
+    remind_every_s: int | None = Field(default=None, ge=1)
+    remind_max: int | None = Field(default=None, ge=1, le=100)
+    escalate_after_s: int | None = Field(default=None, ge=1)
 
     _channel = field_validator("channel")(_check_channel)
     _reviewers = field_validator("reviewers")(lambda v: None if v is None else _check_reviewers(v))
@@ -74,26 +80,51 @@ class Timeouts(_Strict):
     remind_max: int = Field(default=1, ge=1, le=100)
     escalate_after_s: int | None = Field(default=None, ge=1)
 
+    @model_validator(mode="after")
+    def _reminders(self) -> Timeouts:
+        _check_reminders(self.remind_after_s, self.remind_every_s, self.remind_max)
+        return self
+
+
+def _check_reminders(after: int | None, every: int | None, most: int | None) -> None:
+    if every is not None and after is None:
+        raise ValueError("remind_every_s needs remind_after_s (when the first reminder goes)")
+    if most is not None and most > 1 and every is None:
+        raise ValueError(f"remind_max: {most} reminders need remind_every_s (the time between them)")
+
 
 class Escalation(_Strict):
     channel: str | None = None
     mention: list[str] = Field(default_factory=list)
-    label: str = "escalation"
+    label: str = Field(default="escalation", min_length=1, max_length=64)
 
     _channel = field_validator("channel")(_check_channel)
     _mention = field_validator("mention")(_check_reviewers)
 
 
 class Digest(_Strict):
-    name: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     channel: str
-    labels: list[str] = Field(min_length=1)
+    labels: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1)
     cron: str | None = None
-    interval_s: int | None = Field(default=None, ge=60)
+    interval_s: int | None = Field(default=None, ge=1)
     timezone: str = "UTC"
     post_when_empty: bool = False
 
     _channel = field_validator("channel")(_check_channel)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        zone(v)
+        return v
+
+    @field_validator("cron")
+    @classmethod
+    def _crontab(cls, v: str | None) -> str | None:
+        if v is not None:
+            crontab(v, "UTC")  # the zone does not change what parses
+        return v
 
     @model_validator(mode="after")
     def _one_schedule(self) -> Digest:
@@ -120,6 +151,18 @@ class Config(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"digest names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _route_reminders(self) -> Config:
+        t = self.timeouts
+        for i, r in enumerate(self.routes):
+            after = r.remind_after_s if r.remind_after_s is not None else t.remind_after_s
+            every = r.remind_every_s if r.remind_every_s is not None else t.remind_every_s
+            try:
+                _check_reminders(after, every, r.remind_max)
+            except ValueError as e:
+                raise ValueError(f"routes.{i}: {e}; set it in the route or in timeouts") from None
         return self
 
 
