@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -82,6 +83,13 @@ class Request(Base):
     slack_permalink: Mapped[str | None] = mapped_column(String(512))
     remind_at: Mapped[datetime | None]
     escalate_at: Mapped[datetime | None]
+    # The reminder and escalation ladder (migration 0002_scheduler): what is due next lives in the row.
+    reminders_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    remind_every_s: Mapped[int | None] = mapped_column(Integer)
+    remind_max: Mapped[int | None] = mapped_column(Integer)
+    escalated_at: Mapped[datetime | None]
+    on_expiry: Mapped[str] = mapped_column(String(16), default="reject", server_default="reject")
+    extended_at: Mapped[datetime | None]
 
     labels: Mapped[list[Label]] = relationship(
         lazy="selectin", cascade="all, delete-orphan", order_by="Label.label"
@@ -186,3 +194,24 @@ class KeyValue(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+# --- scheduler (migration 0002_scheduler) -----------------------------------------------------------------
+
+Index("ix_requests_status_remind", Request.status, Request.remind_at)
+Index("ix_requests_status_escalate", Request.status, Request.escalate_at)
+
+
+class DigestRun(Base):
+    """One digest sent (or found empty) for one period: the unique pair keeps replicas from sending twice."""
+
+    __tablename__ = "digest_runs"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    period: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+    request_count: Mapped[int] = mapped_column(Integer, default=0)
+    posted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (UniqueConstraint("name", "period", name="uq_digest_runs_name_period"),)
