@@ -198,6 +198,16 @@ async def _audit_export(settings: Settings, args: argparse.Namespace) -> int:
     return await _with_core(settings, run)
 
 
+async def _manifest(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.manifest import render_manifest
+
+    socket_mode = args.socket_mode or (args.url is None and settings.socket_mode)
+    if socket_mode and args.url:
+        raise SignoffError("--url and --socket-mode exclude each other: Socket Mode apps have no request URLs")
+    sys.stdout.write(render_manifest(args.url, socket_mode=socket_mode))
+    return 0
+
+
 # --- db and config --------------------------------------------------------------------------------------
 
 
@@ -273,6 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
     ae.add_argument("--since", metavar="TIME", help="only events at or after this ISO 8601 time")
     ae.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     ae.set_defaults(fn=_audit_export)
+
+    mf = sub.add_parser("manifest", help="print the Slack app manifest (HTTP mode with --url, or Socket Mode)")
+    mf.add_argument("--url", help="public base URL of this server, e.g. https://signoff.example.com")
+    mf.add_argument("--socket-mode", action="store_true", help="a Socket Mode app (no request URLs)")
+    mf.set_defaults(fn=_manifest)
 
     dbp = sub.add_parser("db", help="database maintenance").add_subparsers(dest="db_cmd", required=True)
     dbp.add_parser("upgrade", help="apply migrations").set_defaults(fn=_db_upgrade)
