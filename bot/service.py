@@ -23,6 +23,7 @@ from bot.domain import Actor, Principal
 from bot.effects import Change, Effects, OutboxRow
 from bot.errors import AlreadyDecided, Conflict, Forbidden, IdempotencyConflict, NotFound, ValidationFailed
 from bot.intake import GroupCommitter
+from bot.ladder import ladder_fields
 from bot.schemas import SubmitBody
 from bot.serialize import request_json
 from bot.waiters import NOTIFY_CHANNEL, Waiters
@@ -139,8 +140,7 @@ class ApprovalService:
             body_hash=body_hash,
             callback_url=str(body.callback_url) if body.callback_url else None,
             rule=f"route:{matched[0]}" if matched else None,
-            remind_at=None,
-            escalate_at=None,
+            **ladder_fields(cfg, route, now=now),
         )
         audit = [_audit(rid, "created", Actor(agent, agent, "api"), now, {"tool": body.action.tool})]
         if self.mode == "off":
