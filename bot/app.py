@@ -18,6 +18,7 @@ from bot.effects import Effects, WebhookEffects
 from bot.jobs import build_scheduler
 from bot.metrics import Metrics
 from bot.outbox import OutboxWorker
+from bot.schedule_service import ScheduleService
 from bot.service import ApprovalService, ServiceHooks
 from bot.settings import Settings
 from bot.tokens import Tokens
@@ -40,6 +41,7 @@ class Tuning:
     outbox_max_attempts: int = 12
     outbox_base_delay_s: float = 1.0
     run_scheduler: bool = True
+    nudge_every_s: float = 2.0  # reminder and escalation sweeps
     extra_effects: list[Effects] = field(default_factory=list)
 
 
@@ -64,6 +66,28 @@ def build_core(settings: Settings, *, config: Config | None = None, clock: Clock
     return db, service, Tokens(db=db, clock=clock), metrics
 
 
+def build_schedule(settings: Settings, service: ApprovalService) -> ScheduleService:
+    """The scheduler's use cases (expiry, reminders, escalations, digests) over the core's service."""
+    return ScheduleService(service=service, slack_enabled=settings.slack_enabled)
+
+
+async def deliver_slack_messages(settings: Settings, service: ApprovalService) -> int:
+    """Deliver the due ``slack.message`` rows now, from a process without the server (``signoff digest run``)."""
+    from bot.slack import web_client
+    from bot.slack_delivery import MESSAGE, SlackDelivery
+
+    client = web_client(settings, for_delivery=True)
+    worker = OutboxWorker(db=service.db, clock=service.clock, wakeup=service.outbox_wakeup)
+    worker.register(MESSAGE, SlackDelivery(client=client, service=service, clock=service.clock).message)
+    delivered = 0
+    for _ in range(20):
+        claimed = await worker.run_once()
+        if claimed == 0:
+            break
+        delivered += claimed
+    return delivered
+
+
 class SignoffApp:
     """``async with SignoffApp(settings) as app:`` serves the API until the block ends."""
 
@@ -74,6 +98,7 @@ class SignoffApp:
         self.clock = clock or SystemClock()
         self.db, self.service, self.tokens, self.metrics = build_core(
             settings, config=config, clock=self.clock, tuning=self.tuning)
+        self.schedule = build_schedule(settings, self.service)
         self.outbox = OutboxWorker(
             db=self.db, clock=self.clock, wakeup=self.service.outbox_wakeup,
             max_attempts=self.tuning.outbox_max_attempts, base_delay_s=self.tuning.outbox_base_delay_s,
@@ -98,7 +123,7 @@ class SignoffApp:
         from bot.directory import SlackDirectory
         from bot.review import SlackReview
         from bot.slack import build_slack, events_route, web_client
-        from bot.slack_delivery import POST, UPDATE, SlackDelivery
+        from bot.slack_delivery import MESSAGE, POST, UPDATE, SlackDelivery
 
         client = web_client(self.settings, for_delivery=False)
         delivery_client = web_client(self.settings, for_delivery=True)
@@ -109,6 +134,7 @@ class SignoffApp:
         delivery = SlackDelivery(client=delivery_client, service=self.service, clock=self.clock)
         self.outbox.register(POST, delivery.post)
         self.outbox.register(UPDATE, delivery.update)
+        self.outbox.register(MESSAGE, delivery.message)
         if not self.settings.socket_mode:
             self.web.add_routes([events_route(self.slack.app)])
 
@@ -136,7 +162,10 @@ class SignoffApp:
             dsn = self.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
             self._spawn(PgListener(dsn, self.service.waiters).run(), "listen")
         if self.tuning.run_scheduler:
-            self._scheduler = build_scheduler(service=self.service, expire_every_s=self.tuning.expire_every_s)
+            # After downtime, everything overdue is expired (or escalated) before the first request is answered.
+            await self.schedule.startup_sweep()
+            self._scheduler = build_scheduler(schedule=self.schedule, expire_every_s=self.tuning.expire_every_s,
+                                              nudge_every_s=self.tuning.nudge_every_s)
             self._scheduler.start()
         if self.slack is not None and self.settings.socket_mode:
             from bot.slack import start_socket_mode

@@ -208,6 +208,31 @@ async def _manifest(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+# --- digests ------------------------------------------------------------------------------------------
+
+
+async def _digest_run(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.app import build_schedule, deliver_slack_messages
+
+    async def run(_db: Any, service: Any, _t: Any) -> int:
+        schedule = build_schedule(settings, service)
+        names = [schedule.digest(args.name).name] if args.name else [d.name for d in service.config.digests]
+        if not names:
+            print("no digests configured (see `digests:` in the YAML file)")
+            return 0
+        for name in names:
+            out = await schedule.send_digest_now(name)
+            print(f"digest {name}: {out.pending} pending request(s); "
+                  + ("queued for Slack" if out.queued else "nothing to post" if out.text is None
+                     else "not posted (Slack is not configured)"))
+        if settings.slack_enabled:
+            sent = await deliver_slack_messages(settings, service)
+            print(f"delivered {sent} Slack message(s)")
+        return 0
+
+    return await _with_core(settings, run)
+
+
 # --- db and config --------------------------------------------------------------------------------------
 
 
@@ -288,6 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
     mf.add_argument("--url", help="public base URL of this server, e.g. https://signoff.example.com")
     mf.add_argument("--socket-mode", action="store_true", help="a Socket Mode app (no request URLs)")
     mf.set_defaults(fn=_manifest)
+
+    dg = sub.add_parser("digest", help="digests of labelled pending requests").add_subparsers(
+        dest="digest_cmd", required=True)
+    dr = dg.add_parser("run", help="send a digest now (every configured digest without NAME)")
+    dr.add_argument("name", nargs="?", metavar="NAME")
+    dr.set_defaults(fn=_digest_run)
 
     dbp = sub.add_parser("db", help="database maintenance").add_subparsers(dest="db_cmd", required=True)
     dbp.add_parser("upgrade", help="apply migrations").set_defaults(fn=_db_upgrade)

@@ -24,6 +24,8 @@ from bot.clock import Clock
 from bot.effects import Change, OutboxRow
 from bot.errors import NotFound
 from bot.outbox import Defer, GiveUp, RetryLater
+from bot.schedule_blocks import CARD_LINK
+from bot.schedule_service import SLACK_MESSAGE
 from bot.service import ApprovalService
 from storage.models import OutboxItem
 
@@ -31,7 +33,8 @@ log = logging.getLogger("signoff.slack")
 
 POST = "slack.post"
 UPDATE = "slack.update"
-KINDS = (POST, UPDATE)
+MESSAGE = SLACK_MESSAGE  # digests, escalation notices, reminder and escalation replies in a card's thread
+KINDS = (POST, UPDATE, MESSAGE)
 
 # Errors that retrying cannot fix: the card is dead-lettered with an audit event at once.
 PERMANENT = {"channel_not_found", "not_in_channel", "is_archived", "invalid_auth", "account_inactive",
@@ -141,6 +144,53 @@ class SlackDelivery:
         await self._call(slack["channel"], self.client.chat_update, channel=slack["channel"], ts=slack["ts"],
                          text=message["text"][:4000], blocks=message["blocks"])
 
+    # --- slack.message: every message other than the card --------------------------------------------------
+
+    async def message(self, item: OutboxItem) -> None:
+        """Post ``{channel, text, blocks, thread_of, link_card}``: in the card's thread when ``thread_of`` names
+        a request (waiting until its card is posted), with the card's permalink for ``CARD_LINK`` when
+        ``link_card`` names one; paced per channel like cards."""
+        p = item.payload
+        channel, thread_ts = p["channel"], None
+        text, blocks_ = p["text"], p.get("blocks")
+        if p.get("thread_of"):
+            card = await self._card(p["thread_of"])
+            if card is None:
+                return
+            channel, thread_ts = card["channel"], card["ts"]
+        if p.get("link_card"):
+            card = await self._card(p["link_card"])
+            if card is None:
+                return
+            link = card.get("permalink") or await self._permalink(card)
+            text, blocks_ = _fill_link(text, link), _fill_link(blocks_, link)
+        wait = self.pacer.slot(item.id, channel)
+        if wait > 0.25:
+            raise Defer(wait)
+        await asyncio.sleep(wait)
+        self.pacer.release(item.id)
+        extra = {"thread_ts": thread_ts} if thread_ts else {}
+        await self._call(channel, self.client.chat_postMessage, channel=channel, text=text, blocks=blocks_,
+                         unfurl_links=False, unfurl_media=False, **extra)
+
+    async def _card(self, request_id: str) -> dict[str, Any] | None:
+        """Where the request's card is (``{channel, ts, permalink}``); RetryLater until it is posted."""
+        try:
+            req = await self.service.get(request_id=request_id)
+        except NotFound:
+            return None
+        slack = req.get("slack") or {}
+        if not slack.get("ts"):
+            raise RetryLater(f"the card of {request_id} is not posted yet")
+        return dict(slack)
+
+    async def _permalink(self, card: dict[str, Any]) -> str:
+        try:
+            resp = await self.client.chat_getPermalink(channel=card["channel"], message_ts=card["ts"])
+        except SlackApiError as e:
+            raise RetryLater(f"chat.getPermalink failed: {e.response.get('error')}") from e
+        return str(resp["permalink"])
+
     async def _call(self, pace_channel: str, method: Any, **kwargs: Any) -> Any:
         try:
             return await method(**kwargs)
@@ -153,3 +203,14 @@ class SlackDelivery:
             if error in PERMANENT:
                 raise GiveUp(f"Slack refused: {error}") from e
             raise RetryLater(f"Slack error: {error}") from e
+
+
+def _fill_link(value: Any, link: str) -> Any:
+    """``value`` with ``CARD_LINK`` replaced by the card's permalink."""
+    if isinstance(value, str):
+        return value.replace(CARD_LINK, link)
+    if isinstance(value, list):
+        return [_fill_link(v, link) for v in value]
+    if isinstance(value, dict):
+        return {k: _fill_link(v, link) for k, v in value.items()}
+    return value

@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.chain import GENESIS, event_hash
-from storage.models import ApiToken, Approval, AuditEvent, KeyValue, Label, OutboxItem, Request
+from storage.models import ApiToken, Approval, AuditEvent, DigestRun, KeyValue, Label, OutboxItem, Request
 
 
 def _insert(session: AsyncSession, table: Any) -> Any:
@@ -455,3 +455,171 @@ async def set_slack_message(
         .execution_options(synchronize_session=False)
     )
     return (await session.execute(stmt)).rowcount == 1  # type: ignore[attr-defined]
+
+
+# --- scheduler: reminders, escalations, deadline extensions, digests -----------------------------------------
+#
+# Each claim is one conditional UPDATE … RETURNING over rows picked with FOR UPDATE SKIP LOCKED on PostgreSQL
+# (SQLite write transactions are exclusive): a row is claimed by exactly one replica, and the claimed rows'
+# follow-up writes happen in the same transaction.
+
+
+async def ladder_work_due(session: AsyncSession, *, now: datetime, extend_until: datetime) -> set[str]:
+    """Which sweeps have work: a cheap read so idle sweeps never take the write lock."""
+    pending = Request.status == "pending"
+    checks = {
+        "remind": select(Request.id).where(pending, Request.remind_at <= now, Request.expires_at > now),
+        "escalate": select(Request.id).where(pending, Request.escalate_at <= now, Request.escalated_at.is_(None),
+                                             Request.expires_at > now),
+        "extend": select(Request.id).where(pending, Request.on_expiry == "escalate", Request.extended_at.is_(None),
+                                           Request.expires_at <= extend_until),
+    }
+    stmt = select(*(q.limit(1).exists().label(name) for name, q in checks.items()))
+    row = (await session.execute(stmt)).one()
+    return {name for name, due in zip(checks, row, strict=True) if due}
+
+
+async def _load(session: AsyncSession, ids: Sequence[str]) -> list[Request]:
+    if not ids:
+        return []
+    rows = await session.execute(
+        select(Request).where(Request.id.in_(ids)).order_by(Request.id).execution_options(populate_existing=True)
+    )
+    return list(rows.scalars().all())
+
+
+async def claim_reminders(
+    session: AsyncSession, *, now: datetime, limit: int
+) -> list[tuple[Request, datetime]]:
+    """Claim up to ``limit`` due reminders: counts each as sent and clears ``remind_at`` (the caller sets the
+    next one). Returns the requests with the time each reminder was due."""
+    due = (
+        select(Request.id, Request.remind_at)
+        .where(Request.status == "pending", Request.remind_at <= now, Request.expires_at > now)
+        .order_by(Request.remind_at)
+        .limit(limit)
+    )
+    if _is_pg(session):
+        due = due.with_for_update(skip_locked=True)
+    was_due = {rid: at for rid, at in (await session.execute(due)).all() if at is not None}
+    if not was_due:
+        return []
+    stmt = (
+        update(Request)
+        .where(Request.id.in_(list(was_due)), Request.status == "pending", Request.remind_at <= now)
+        .values(reminders_sent=Request.reminders_sent + 1, remind_at=None)
+        .returning(Request.id)
+        .execution_options(synchronize_session=False)
+    )
+    claimed = [r[0] for r in (await session.execute(stmt)).all()]
+    return [(req, was_due[req.id]) for req in await _load(session, claimed)]
+
+
+async def set_next_reminders(session: AsyncSession, *, due: Sequence[tuple[str, datetime]]) -> None:
+    if due:
+        await session.execute(update(Request), [{"id": rid, "remind_at": at} for rid, at in due])
+
+
+async def claim_escalations(session: AsyncSession, *, now: datetime, limit: int) -> list[Request]:
+    """Mark up to ``limit`` requests due for escalation as escalated now; return them."""
+    due = (
+        select(Request.id)
+        .where(Request.status == "pending", Request.escalate_at <= now, Request.escalated_at.is_(None),
+               Request.expires_at > now)
+        .order_by(Request.escalate_at)
+        .limit(limit)
+    )
+    if _is_pg(session):
+        due = due.with_for_update(skip_locked=True)
+    stmt = (
+        update(Request)
+        .where(Request.id.in_(due.scalar_subquery()), Request.status == "pending", Request.escalated_at.is_(None))
+        .values(escalated_at=now)
+        .returning(Request.id)
+        .execution_options(synchronize_session=False)
+    )
+    return await _load(session, [r[0] for r in (await session.execute(stmt)).all()])
+
+
+async def claim_extensions(
+    session: AsyncSession, *, now: datetime, until: datetime, limit: int
+) -> list[Request]:
+    """Claim up to ``limit`` ``on_expiry: escalate`` requests whose deadline is at or before ``until`` and was
+    never extended (marks them extended; the caller moves the deadline)."""
+    due = (
+        select(Request.id)
+        .where(Request.status == "pending", Request.on_expiry == "escalate", Request.extended_at.is_(None),
+               Request.expires_at <= until)
+        .order_by(Request.expires_at)
+        .limit(limit)
+    )
+    if _is_pg(session):
+        due = due.with_for_update(skip_locked=True)
+    stmt = (
+        update(Request)
+        .where(Request.id.in_(due.scalar_subquery()), Request.status == "pending", Request.extended_at.is_(None))
+        .values(extended_at=now)
+        .returning(Request.id)
+        .execution_options(synchronize_session=False)
+    )
+    return await _load(session, [r[0] for r in (await session.execute(stmt)).all()])
+
+
+async def set_request_times(session: AsyncSession, *, rows: Sequence[dict[str, Any]]) -> None:
+    """Bulk update by primary key: each dict has ``id`` and the time columns to set."""
+    if rows:
+        await session.execute(update(Request), list(rows))
+
+
+async def get_requests(session: AsyncSession, *, ids: Sequence[str]) -> list[Request]:
+    return await _load(session, ids)
+
+
+async def pending_with_label(
+    session: AsyncSession, *, label: str, now: datetime, limit: int
+) -> tuple[list[Request], int]:
+    """The oldest ``limit`` pending (not overdue) requests carrying ``label``, and how many there are."""
+    cond = (
+        Request.status == "pending",
+        Request.expires_at > now,
+        Request.id.in_(select(Label.request_id).where(Label.label == label)),
+    )
+    total = int((await session.execute(select(func.count()).select_from(Request).where(*cond))).scalar_one())
+    if total == 0 or limit <= 0:
+        return [], total
+    rows = await session.execute(select(Request).where(*cond).order_by(Request.created_at, Request.id).limit(limit))
+    return list(rows.scalars().all()), total
+
+
+async def count_pending_with_labels(session: AsyncSession, *, labels: Sequence[str], now: datetime) -> int:
+    """How many pending (not overdue) requests carry any of ``labels``, each counted once."""
+    stmt = select(func.count()).select_from(Request).where(
+        Request.status == "pending",
+        Request.expires_at > now,
+        Request.id.in_(select(Label.request_id).where(Label.label.in_(list(labels)))),
+    )
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def claim_digest_period(session: AsyncSession, *, name: str, period: str, at: datetime) -> bool:
+    """Record that digest ``name`` runs for ``period``; False when that period is already taken (a concurrent
+    claim on PostgreSQL waits on the unique index until the first commits, then loses)."""
+    stmt = _insert(session, DigestRun).on_conflict_do_nothing().returning(DigestRun.id)
+    res = await session.execute(stmt, [dict(name=name, period=period, at=at, request_count=0, posted=False)])
+    return res.first() is not None
+
+
+async def finish_digest_run(
+    session: AsyncSession, *, name: str, period: str, request_count: int, posted: bool
+) -> None:
+    await session.execute(
+        update(DigestRun).where(DigestRun.name == name, DigestRun.period == period)
+        .values(request_count=request_count, posted=posted)
+    )
+
+
+async def digest_runs(session: AsyncSession, *, name: str | None = None) -> list[DigestRun]:
+    stmt = select(DigestRun).order_by(DigestRun.id)
+    if name is not None:
+        stmt = stmt.where(DigestRun.name == name)
+    return list((await session.execute(stmt)).scalars().all())
