@@ -97,8 +97,18 @@ class OutboxWorker:
             items = await repo.claim_outbox(
                 s, now=self.clock.now(), limit=self.batch, lease_s=self.lease_s, kinds=list(self.handlers)
             )
-        if items:
-            await asyncio.gather(*(self._deliver(item) for item in items))
+        if not items:
+            return 0
+        settled: set[int] = set()
+        try:
+            await asyncio.gather(*(self._deliver(item, settled) for item in items))
+        except asyncio.CancelledError:
+            # Shutting down: hand unfinished rows back at once instead of leaving them leased.
+            unfinished = [item.id for item in items if item.id not in settled]
+            if unfinished:
+                async with self.db.write() as s:
+                    await repo.outbox_release(s, item_ids=unfinished)
+            raise
         return len(items)
 
     async def drain(self, *, rounds: int = 100) -> None:
@@ -107,7 +117,7 @@ class OutboxWorker:
             if await self.run_once() == 0:
                 return
 
-    async def _deliver(self, item: OutboxItem) -> None:
+    async def _deliver(self, item: OutboxItem, settled: set[int]) -> None:
         handler = self.handlers[item.kind]
         async with self._sem:
             try:
@@ -116,6 +126,7 @@ class OutboxWorker:
                 raise
             except Exception as e:
                 await self._failed(item, e)
+                settled.add(item.id)
                 return
         now = self.clock.now()
         async with self.db.write() as s:
@@ -124,6 +135,7 @@ class OutboxWorker:
                 request_id=item.request_id, kind="delivered", actor_id="outbox", actor_name="signoff",
                 via="scheduler", at=now, data={"outbox_kind": item.kind, "key": item.key, "attempts": item.attempts},
             )])
+        settled.add(item.id)
 
     async def _failed(self, item: OutboxItem, error: Exception) -> None:
         text = f"{type(error).__name__}: {error}"

@@ -26,7 +26,7 @@ async def on_error(error: Exception, body: dict[str, Any], respond: Any = None, 
         log.error("Slack listener failed", exc_info=error)
         text = "Something went wrong on signoff's side; please try again. If it keeps failing, tell an admin."
     who = clicker(body)
-    if respond is not None:
+    if respond is not None and body.get("response_url"):
         await respond(text=text, response_type="ephemeral", replace_original=False)
         return
     channel = (body.get("channel") or {}).get("id") or body.get("channel_id")

@@ -8,6 +8,7 @@ lock keeps this process's writers queued in asyncio instead of spinning in SQLit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -45,6 +46,9 @@ class Database:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         if self.is_sqlite:
             _install_sqlite_hooks(self.engine)
 
@@ -73,6 +77,18 @@ class Database:
 
     @asynccontextmanager
     async def _session(self, *, immediate: bool) -> AsyncIterator[AsyncSession]:
+        self._active += 1
+        self._idle.clear()
+        try:
+            async with self._connected(immediate=immediate) as session:
+                yield session
+        finally:
+            self._active -= 1
+            if self._active == 0:
+                self._idle.set()
+
+    @asynccontextmanager
+    async def _connected(self, *, immediate: bool) -> AsyncIterator[AsyncSession]:
         async with self.engine.connect() as conn:
             if immediate:
                 conn = await conn.execution_options(signoff_immediate=True)
@@ -88,7 +104,10 @@ class Database:
         async with self.engine.connect() as conn:
             await conn.exec_driver_sql("SELECT 1")
 
-    async def close(self) -> None:
+    async def close(self, *, grace_s: float = 5.0) -> None:
+        """Let transactions in flight (a sweep, a delivery) finish, then close every connection."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout=grace_s)
         await self.engine.dispose()
 
 

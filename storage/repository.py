@@ -361,6 +361,15 @@ async def outbox_defer(session: AsyncSession, *, item_id: int, next_attempt_at: 
     )
 
 
+async def outbox_release(session: AsyncSession, *, item_ids: Sequence[int]) -> None:
+    """Give leased items back (a worker shutting down); the interrupted claim does not count as an attempt."""
+    await session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.id.in_(list(item_ids)), OutboxItem.delivered_at.is_(None), OutboxItem.dead_at.is_(None))
+        .values(locked_until=None, attempts=OutboxItem.attempts - 1)
+    )
+
+
 async def outbox_dead(session: AsyncSession, *, item_id: int, at: datetime, error: str) -> None:
     await session.execute(
         update(OutboxItem).where(OutboxItem.id == item_id)

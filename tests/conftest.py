@@ -85,11 +85,13 @@ class Live:
 
 
 async def start_live(db_url: str, *, config: Config | None = None, tuning: Tuning | None = None,
-                     **settings: Any) -> Live:
+                     token_names: tuple[str, str, str] = ("agent-1", "dana", "root"), **settings: Any) -> Live:
+    """Start an app on ``db_url`` with an agent, a reviewer and an admin token (pass other ``token_names``
+    when restarting on a database that already has these)."""
     app = SignoffApp(make_settings(db_url, **settings), config=config, tuning=tuning)
     await app.start()
     tokens = [await app.tokens.create(name=n, role=r)
-              for n, r in (("agent-1", "agent"), ("dana", "reviewer"), ("root", "admin"))]
+              for n, r in zip(token_names, ("agent", "reviewer", "admin"), strict=True)]
     return Live(app, aiohttp.ClientSession(), *tokens)
 
 
