@@ -74,7 +74,7 @@ async def test_approve_updates_card_wakes_agent_and_records_identity(sl: SlackLi
     await asyncio.sleep(0.05)
     reply = await sl.send(_click(sl, req, Action.APPROVE, DANA))
     assert reply.status == 200
-    status, decided = await asyncio.wait_for(waiter, 5)
+    _status, decided = await asyncio.wait_for(waiter, 5)
     assert decided["status"] == "approved"
     assert decided["decision"]["by"] == {"id": DANA, "name": "Dana", "via": "slack"}
     msg = await _wait_card(sl, req, lambda m: not _actions(m.blocks))
@@ -120,7 +120,7 @@ async def test_edit_with_a_validation_error_first(sl: SlackLive) -> None:
     assert still["status"] == "pending"
     good = await sl.send(submission("25"))
     assert good.status == 200 and not good.text.strip().startswith('{"response_action"')
-    status, done = await sl.live.call("GET", f"/v1/requests/{req['id']}")
+    _status, done = await sl.live.call("GET", f"/v1/requests/{req['id']}")
     assert done["status"] == "modified" and done["final_args"] == {"order": "A-1", "amount": 25}
     msg = await _wait_card(sl, req, lambda m: not _actions(m.blocks))
     assert "amount" in _text(msg.blocks) and "25" in _text(msg.blocks)
@@ -142,7 +142,7 @@ async def test_reject_needs_feedback_and_shows_it(sl: SlackLive) -> None:
     assert empty.json()["response_action"] == "errors"
     ok = await sl.send(submission("Use the customer's billing address"))
     assert ok.status == 200
-    status, done = await sl.live.call("GET", f"/v1/requests/{req['id']}")
+    _status, done = await sl.live.call("GET", f"/v1/requests/{req['id']}")
     assert done["status"] == "rejected" and done["decision"]["feedback"] == "Use the customer's billing address"
     msg = await _wait_card(sl, req, lambda m: not _actions(m.blocks))
     assert "billing address" in _text(msg.blocks)
@@ -155,7 +155,7 @@ async def test_unauthorised_click_changes_nothing(sl: SlackLive) -> None:
     assert reply.status == 200
     posts = await _response_posts(sl)
     assert any("not one of the reviewers" in p.get("text", "") for p in posts)
-    status, still = await sl.live.call("GET", f"/v1/requests/{req['id']}")
+    _status, still = await sl.live.call("GET", f"/v1/requests/{req['id']}")
     assert still["status"] == "pending"
     assert any(e["kind"] == "click-refused" and e["actor_id"] == MALLORY for e in await _audit(sl, req["id"]))
 
@@ -174,7 +174,7 @@ async def test_requester_cannot_approve_own_request(sl: SlackLive) -> None:
     await sl.send(_click(sl, req, Action.APPROVE, OLIVER))
     posts = await _response_posts(sl)
     assert any("cannot approve it yourself" in p.get("text", "") for p in posts)
-    status, still = await sl.live.call("GET", f"/v1/requests/{req['id']}")
+    _status, still = await sl.live.call("GET", f"/v1/requests/{req['id']}")
     assert still["status"] == "pending"
 
 
@@ -241,7 +241,7 @@ async def test_bad_signature_and_stale_timestamp_are_401(sl: SlackLive) -> None:
     assert (await _post(sl, click.body, forged)).status == 401
     stale = _click(sl, req, Action.APPROVE, DANA, timestamp=int(time.time()) - 301)
     assert (await sl.send(stale)).status == 401
-    status, still = await sl.live.call("GET", f"/v1/requests/{req['id']}")
+    _status, still = await sl.live.call("GET", f"/v1/requests/{req['id']}")
     assert still["status"] == "pending"
 
 
