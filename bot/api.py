@@ -259,7 +259,8 @@ class Api:
         limit = _int_param(q, "limit", 50, 1, 200)
         filt = ListFilter(status=q.get("status"), label=q.get("label"), tool=q.get("tool"),
                           agent=q.get("agent"), risk=q.get("risk"), channel=q.get("channel"))
-        items, next_cursor = await self.d.service.list_requests(filt=filt, limit=limit, cursor=cursor, principal=principal)
+        items, next_cursor = await self.d.service.list_requests(filt=filt, limit=limit, cursor=cursor,
+                                                                principal=principal)
         return _json({"requests": [public_request(r) for r in items], "next_cursor": next_cursor})
 
     async def decide(self, request: web.Request) -> web.Response:

@@ -178,7 +178,7 @@ class AsyncBatch:
         self.handles.append(handle)
         return handle
 
-    async def wait_all(self, timeout: float | None = None) -> builtins.list[Decision]:  # noqa: ASYNC109
+    async def wait_all(self, timeout: float | None = None) -> builtins.list[Decision]:
         tasks = [asyncio.ensure_future(h.wait(timeout, check=False)) for h in self.handles]
         try:
             return builtins.list(await asyncio.gather(*tasks))

@@ -129,7 +129,7 @@ class AsyncRequestHandle(_HandleBase):
         return self
 
     # The same signature as the sync twin: ``timeout`` spans many long polls, not one awaitable.
-    async def wait(self, timeout: float | None = None, *, check: bool = True) -> Decision:  # noqa: ASYNC109
+    async def wait(self, timeout: float | None = None, *, check: bool = True) -> Decision:
         """As ``RequestHandle.wait``, without blocking the event loop."""
         deadline, polled = _Deadline(timeout), False
         while not self.done:

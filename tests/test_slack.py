@@ -116,7 +116,7 @@ async def test_edit_with_a_validation_error_first(sl: SlackLive) -> None:
     assert bad.status == 200
     body = bad.json()
     assert body["response_action"] == "errors" and amount_block in body["errors"]
-    status, still = await sl.live.call("GET", f"/v1/requests/{req['id']}")
+    _, still = await sl.live.call("GET", f"/v1/requests/{req['id']}")
     assert still["status"] == "pending"
     good = await sl.send(submission("25"))
     assert good.status == 200 and not good.text.strip().startswith('{"response_action"')

@@ -278,7 +278,7 @@ class FakeSlack:
         return [c for c in self._calls
                 if (method is None or c.method == method) and (ok is None or c.ok == ok)]
 
-    async def wait_for(self, method: str, count: int = 1, timeout: float = 5.0, *,  # noqa: ASYNC109
+    async def wait_for(self, method: str, count: int = 1, timeout: float = 5.0, *,
                        ok: bool | None = None) -> list[Call]:
         """Wait until at least ``count`` calls of ``method`` arrived; return them all."""
         loop = asyncio.get_running_loop()
