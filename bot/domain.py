@@ -15,6 +15,7 @@ TERMINAL = frozenset(STATUSES[1:])
 RISKS = ("low", "medium", "high", "critical")
 VIAS = ("slack", "cli", "api", "policy", "scheduler")
 ROLES = ("agent", "reviewer", "admin")
+EXPIRY_FEEDBACK = "Expired: no reviewer decided before the deadline."
 DECISION_STATUS = {"approve": "approved", "edit": "modified", "reject": "rejected"}
 STATUS_VERB = {
     "approved": "approved",

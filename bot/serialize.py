@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bot.clock import iso
-from bot.domain import is_overdue
+from bot.domain import EXPIRY_FEEDBACK, is_overdue
 
 if TYPE_CHECKING:
     from storage.models import Request
@@ -24,8 +24,8 @@ def request_json(req: Request, *, now: datetime | None = None) -> dict[str, Any]
             "kind": "expire",
             "by": {"id": "scheduler", "name": "signoff", "via": "scheduler"},
             "at": iso(req.expires_at),
-            "feedback": "expired: no decision before the deadline",
-            "rule": None,
+            "feedback": EXPIRY_FEEDBACK,  # what the sweep will store: the decision must not change
+            "rule": req.rule,
         }
     elif req.decision_kind is not None:
         decision = {

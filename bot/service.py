@@ -285,7 +285,7 @@ class ApprovalService:
                                                     audit_extra or {})
         if expired_now:
             self._after_commit([request_id])
-            raise AlreadyDecided(domain.lost_race_message("expired", None, now))
+            raise AlreadyDecided(domain.lost_race_message("expired", None, req.expires_at))
         self._after_commit([request_id])
         if domain.is_terminal(change.request["status"]):
             self.hooks.terminal(change.request)
@@ -379,7 +379,8 @@ class ApprovalService:
             now = self.clock.now()
             if domain.is_overdue(req.status, req.expires_at, now):
                 await self._expire_in(s, now)
-                raise_after: Exception | None = AlreadyDecided(domain.lost_race_message("expired", None, now))
+                raise_after: Exception | None = AlreadyDecided(
+                    domain.lost_race_message("expired", None, req.expires_at))
             elif domain.is_terminal(req.status):
                 raise AlreadyDecided(domain.lost_race_message(req.status, req.decided_by_name, req.decided_at))
             else:
@@ -535,7 +536,7 @@ class ApprovalService:
             return await repo.recently_decided(s, since=since)
 
 
-EXPIRY_REASON = "Expired: no reviewer decided before the deadline."
+EXPIRY_REASON = domain.EXPIRY_FEEDBACK
 
 
 def _expiry_reason(r: Request) -> str:

@@ -203,7 +203,7 @@ async def claim_overdue(session: AsyncSession, *, now: datetime, limit: int, rea
             decided_via="scheduler",
             decided_by_id="scheduler",
             decided_by_name="signoff",
-            decided_at=now,
+            decided_at=Request.expires_at,  # the deadline, as reads showed it before this sweep ran
             feedback=reason,
         )
         .returning(Request.id)
