@@ -329,9 +329,10 @@ class ApprovalService:
             event = "approved-by"
             won = True
             if domain.quorum_reached(req.required_approvals, approvers):
-                status = "modified" if version > 1 else "approved"
+                edited = current_args != req.args  # later edits may have restored the original args
+                status = "modified" if edited else "approved"
                 won = await repo.cas_finalise(
-                    s, request_id=req.id, status=status, kind="edit" if version > 1 else "approve",
+                    s, request_id=req.id, status=status, kind="edit" if edited else "approve",
                     by_id=actor.id, by_name=actor.name, via=actor.via, at=now, feedback=feedback,
                     final_args=current_args, version=version,
                 )
