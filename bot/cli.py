@@ -233,6 +233,20 @@ async def _digest_run(settings: Settings, args: argparse.Namespace) -> int:
     return await _with_core(settings, run)
 
 
+# --- mcp -----------------------------------------------------------------------------------------------
+
+
+async def _mcp(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        from signoff.integrations.mcp_server import serve
+    except ModuleNotFoundError as e:
+        if e.name != "mcp" and not (e.name or "").startswith("mcp."):
+            raise
+        raise SignoffError("signoff mcp needs the MCP SDK: pip install 'signoff[mcp]'") from None
+    await serve(http=args.http, host=args.host, port=args.port)
+    return 0
+
+
 # --- db and config --------------------------------------------------------------------------------------
 
 
@@ -319,6 +333,15 @@ def build_parser() -> argparse.ArgumentParser:
     dr = dg.add_parser("run", help="send a digest now (every configured digest without NAME)")
     dr.add_argument("name", nargs="?", metavar="NAME")
     dr.set_defaults(fn=_digest_run)
+
+    mc = sub.add_parser("mcp", help="MCP server for agents (stdio, or --http); a client of a running signoff server",
+                        description="An MCP server with the tools request_approval, list_pending and get_request. It "
+                        "talks to a running signoff server at SIGNOFF_URL (default http://127.0.0.1:3000) with the "
+                        "agent token in SIGNOFF_TOKEN; start that server first (signoff serve).")
+    mc.add_argument("--http", action="store_true", help="serve streamable HTTP at /mcp instead of stdio")
+    mc.add_argument("--host", default="127.0.0.1", help="bind address with --http")
+    mc.add_argument("--port", type=int, default=8000, help="port with --http (default 8000)")
+    mc.set_defaults(fn=_mcp)
 
     dbp = sub.add_parser("db", help="database maintenance").add_subparsers(dest="db_cmd", required=True)
     dbp.add_parser("upgrade", help="apply migrations").set_defaults(fn=_db_upgrade)
