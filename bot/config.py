@@ -40,6 +40,10 @@ def _check_channel(value: str | None) -> str | None:
 
 class SlackConfig(_Strict):
     default_channel: str | None = None
+    # Burst coalescing: more than ``coalesce_after`` requests waiting for a card in one channel are posted as
+    # one batch card; a card is held up to ``coalesce_window_s`` while other requests for its channel arrive.
+    coalesce_after: int = Field(default=5, ge=1, le=100)
+    coalesce_window_s: float = Field(default=2.0, ge=0, le=60)
 
     _channel = field_validator("default_channel")(_check_channel)
 

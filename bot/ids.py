@@ -36,6 +36,7 @@ class Action(StrEnum):
     REVOKE_GRANT = "signoff_revoke_grant"
     ARG_INPUT = "signoff_arg_input"
     FEEDBACK_INPUT = "signoff_feedback_input"
+    SHOW = "signoff_show"
 
 
 class View(StrEnum):
@@ -44,6 +45,7 @@ class View(StrEnum):
     EDIT = "signoff_edit_modal"
     REJECT = "signoff_reject_modal"
     VIEW_FULL = "signoff_view_full_modal"
+    BATCH_REJECT = "signoff_batch_reject_modal"
 
 
 class Block(StrEnum):

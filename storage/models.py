@@ -90,6 +90,8 @@ class Request(Base):
     escalated_at: Mapped[datetime | None]
     on_expiry: Mapped[str] = mapped_column(String(16), default="reject", server_default="reject")
     extended_at: Mapped[datetime | None]
+    # Reviewed together on one batch card (migration 0004_batches): an API batch or a coalesced burst.
+    batch_id: Mapped[str | None] = mapped_column(String(32), default=None)
 
     labels: Mapped[list[Label]] = relationship(
         lazy="selectin", cascade="all, delete-orphan", order_by="Label.label"
@@ -215,3 +217,43 @@ class DigestRun(Base):
     posted: Mapped[bool] = mapped_column(Boolean, default=False)
 
     __table_args__ = (UniqueConstraint("name", "period", name="uq_digest_runs_name_period"),)
+
+
+# --- batches (migration 0004_batches) --------------------------------------------------------------------------
+
+Index("ix_requests_batch_id", Request.batch_id, Request.id)
+Index("ix_requests_channel_status", Request.channel, Request.status, Request.id)
+Index("ix_requests_decided_by", Request.decided_by_id, Request.decided_at)
+Index("ix_approvals_reviewer", Approval.reviewer_id, Approval.at)
+
+
+class Batch(Base):
+    """Requests reviewed on one card: submitted together (``kind`` api) or coalesced from a burst (burst)."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    agent: Mapped[str | None] = mapped_column(String(128))
+    channel: Mapped[str | None] = mapped_column(String(64))
+    item_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    body_hash: Mapped[str | None] = mapped_column(String(64))
+    slack_channel: Mapped[str | None] = mapped_column(String(64))
+    slack_ts: Mapped[str | None] = mapped_column(String(32))
+    slack_permalink: Mapped[str | None] = mapped_column(String(512))
+
+    __table_args__ = (UniqueConstraint("agent", "idempotency_key", name="uq_batches_agent_idempotency"),)
+
+
+class BatchMessage(Base):
+    """One Slack message of a batch card: part 0 is the card, later parts are replies in its thread."""
+
+    __tablename__ = "batch_messages"
+
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), primary_key=True)
+    part: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(64))
+    ts: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime]
