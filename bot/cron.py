@@ -6,15 +6,22 @@ database records one send per (digest, period). Keying cron periods by local wal
 fire time that repeats when the clocks go back (the second 02:30 on the last Sunday of October in Berlin) send
 once, as cron does, instead of twice as APScheduler 3's trigger would.
 
+Crontabs mean what they mean to cron, not what APScheduler 3's ``from_crontab`` makes of them: there, day of
+week 0 is Monday (cron: Sunday; APScheduler's documented historical mistake, fixed only in 4.x) and a day of
+month and a day of week both given must both match (cron: either). So the weekday field is translated to day
+names, and the two day fields become an ``OrTrigger`` when both are restricted.
+
 Parsing a crontab is pure computation: the config validators use it to refuse a bad expression at start.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -31,13 +38,61 @@ def zone(name: str) -> ZoneInfo:
         raise ValueError(f"unknown time zone {name!r} (use an IANA name such as Europe/Berlin or UTC)") from None
 
 
-def crontab(expr: str, timezone: str) -> CronTrigger:
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def crontab(expr: str, timezone: str) -> BaseTrigger:
     """A 5-field crontab (minute hour day month day-of-week) in ``timezone``; ValueError explains a bad one."""
     tz = zone(timezone)
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError(f"bad cron expression {expr!r}: expected 5 fields (minute hour day month weekday), "
+                         f"got {len(fields)}")
+    minute, hour, dom, month, dow = fields
     try:
-        return CronTrigger.from_crontab(expr, timezone=tz)
+        days = _weekdays(dow)
+
+        def make(day: str, day_of_week: str) -> CronTrigger:
+            return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=day_of_week,
+                               timezone=tz)
+
+        if not dom.startswith("*") and not dow.startswith("*"):
+            return OrTrigger([make(dom, "*"), make("*", days)])
+        return make(dom, days)
     except ValueError as e:
         raise ValueError(f"bad cron expression {expr!r}: {e}") from None
+
+
+def _weekdays(field: str) -> str:
+    """Cron's day-of-week field (0 or 7 = Sunday, names, ranges, lists, steps) as APScheduler day names."""
+    days: set[int] = set()
+    for item in field.lower().split(","):
+        base, slash, step_text = item.partition("/")
+        if (slash and not step_text.isdigit()) or step_text == "0":
+            raise ValueError(f"bad step in day of week {item!r}")
+        step = int(step_text) if step_text else 1
+        if base == "*":
+            lo, hi = 0, 6
+        elif "-" in base:
+            first, last = base.split("-", 1)
+            lo, hi = _day(first), _day(last)
+        else:
+            lo = _day(base)
+            hi = 6 if slash else lo
+        if lo > hi:
+            raise ValueError(f"day of week range {item!r} runs backwards")
+        days.update(d % 7 for d in range(lo, hi + 1, step))
+    if len(days) == 7:
+        return "*"
+    return ",".join(_DAYS[d] for d in sorted(days))
+
+
+def _day(token: str) -> int:
+    if token.isdigit() and int(token) <= 7:
+        return int(token)
+    if token in _DAYS:
+        return _DAYS.index(token)
+    raise ValueError(f"{token!r} is not a day of week (0-7 or sun-sat)")
 
 
 def interval(seconds: int) -> IntervalTrigger:
@@ -53,17 +108,17 @@ def trigger_for(*, cron: str | None, interval_s: int | None, timezone: str) -> B
     return interval(interval_s)
 
 
-def cron_period(trigger: CronTrigger, now: datetime) -> str | None:
+def cron_period(trigger: BaseTrigger, now: datetime, tz: tzinfo) -> str | None:
     """The latest fire time at or before ``now`` (looking back ``CRON_LOOKBACK``), as a wall-clock minute in
-    the trigger's zone, e.g. ``2026-03-29T09:00``; None when the trigger did not fire in that window."""
+    ``tz``, e.g. ``2026-03-29T09:00``; None when the trigger did not fire in that window."""
     latest: datetime | None = None
-    t = trigger.get_next_fire_time(None, now - CRON_LOOKBACK)
-    while t is not None and t <= now:
+    for t in _fire_times_from(trigger, now - CRON_LOOKBACK):
+        if t > now:
+            break
         latest = t
-        t = trigger.get_next_fire_time(t, t + timedelta(seconds=1))
     if latest is None:
         return None
-    return latest.astimezone(trigger.timezone).strftime("%Y-%m-%dT%H:%M")
+    return latest.astimezone(tz).strftime("%Y-%m-%dT%H:%M")
 
 
 def interval_period(interval_s: int, now: datetime) -> str:
@@ -74,12 +129,25 @@ def interval_period(interval_s: int, now: datetime) -> str:
 def fire_times(trigger: BaseTrigger, start: datetime, count: int) -> list[datetime]:
     """The next ``count`` fire times from ``start`` (inclusive), in UTC."""
     out: list[datetime] = []
-    prev: datetime | None = None
-    now = start
-    while len(out) < count:
-        t = trigger.get_next_fire_time(prev, now)
-        if t is None:
+    for t in _fire_times_from(trigger, start):
+        if len(out) == count:
             break
-        out.append(t.astimezone(UTC))
-        prev, now = t, t + timedelta(seconds=1)
+        out.append(t)
     return out
+
+
+def _fire_times_from(trigger: BaseTrigger, start: datetime) -> Iterator[datetime]:
+    """Fire times from ``start`` on, in UTC, strictly increasing. The search moves on in UTC: arithmetic on
+    the trigger's local times would step back an hour inside the hour that repeats when clocks go back."""
+    after = start
+    last: datetime | None = None
+    while True:
+        t = trigger.get_next_fire_time(None, after)
+        if t is None:
+            return
+        t = t.astimezone(UTC)
+        if last is not None and t <= last:  # never loop on a trigger that answers the same time again
+            after = last + timedelta(minutes=1)
+            continue
+        yield t
+        last, after = t, t + timedelta(seconds=1)

@@ -17,7 +17,7 @@ from typing import Any
 
 from bot.clock import iso
 from bot.config import Digest
-from bot.cron import cron_period, crontab, interval_period
+from bot.cron import cron_period, crontab, interval_period, zone
 from bot.digest_blocks import PER_LABEL, DigestGroup, digest_message
 from bot.domain import Actor
 from bot.effects import Change, OutboxRow
@@ -219,7 +219,7 @@ class ScheduleService:
         d = self.digest(name)
         now = self.clock.now()
         if d.cron is not None:
-            return cron_period(crontab(d.cron, d.timezone), now)
+            return cron_period(crontab(d.cron, d.timezone), now, zone(d.timezone))
         assert d.interval_s is not None
         return interval_period(d.interval_s, now)
 
