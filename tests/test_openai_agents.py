@@ -76,8 +76,11 @@ async def gate(live_sqlite: Live) -> AsyncIterator[AsyncSignoff]:
         yield g
 
 
-async def run_and_decide(live: Live, gate: AsyncSignoff, tool: FunctionTool,
-                         decisions: list[tuple[str, dict[str, Any]]], **kwargs: Any) -> tuple[str, list[dict[str, Any]]]:
+Decisions = list[tuple[str, dict[str, Any]]]
+
+
+async def run_and_decide(live: Live, gate: AsyncSignoff, tool: FunctionTool, decisions: Decisions,
+                         **kwargs: Any) -> tuple[str, list[dict[str, Any]]]:
     """Run the agent; decide each request it submits, in order. Returns the final output and the requests."""
     agent = Agent(name="Mailer", instructions="Send the emails the user asks for.", tools=[tool],
                   model=ScriptedModel(EMAIL))
