@@ -237,6 +237,7 @@ class Batch(Base):
     agent: Mapped[str | None] = mapped_column(String(128))
     channel: Mapped[str | None] = mapped_column(String(64))
     item_count: Mapped[int] = mapped_column(Integer, default=0)
+    request_ids: Mapped[list[Any]]  # in the order they were submitted: the order the card lists them
     created_at: Mapped[datetime]
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     body_hash: Mapped[str | None] = mapped_column(String(64))

@@ -40,15 +40,16 @@ async def batch_by_key(session: AsyncSession, *, agent: str, key: str) -> Batch 
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def batch_items(session: AsyncSession, *, batch_id: str) -> list[Request]:
-    """The batch's requests in the order they were submitted (ids sort by creation)."""
-    stmt = (select(Request).where(Request.batch_id == batch_id).order_by(Request.id)
-            .execution_options(populate_existing=True))
-    return list((await session.execute(stmt)).scalars().all())
+async def batch_items(session: AsyncSession, *, batch: Batch) -> list[Request]:
+    """The batch's requests in the order they were submitted."""
+    stmt = select(Request).where(Request.batch_id == batch.id).execution_options(populate_existing=True)
+    rows = {r.id: r for r in (await session.execute(stmt)).scalars().all()}
+    return [rows[rid] for rid in batch.request_ids if rid in rows]
 
 
-async def set_item_count(session: AsyncSession, *, batch_id: str, count: int) -> None:
-    await session.execute(update(Batch).where(Batch.id == batch_id).values(item_count=count))
+async def set_items(session: AsyncSession, *, batch_id: str, request_ids: Sequence[str]) -> None:
+    await session.execute(update(Batch).where(Batch.id == batch_id)
+                          .values(item_count=len(request_ids), request_ids=list(request_ids)))
 
 
 async def waiting_for_card(session: AsyncSession, *, channel: str, now: datetime, limit: int) -> list[str]:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, cast, func, or_, select
+from sqlalchemy import Text, cast, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Approval, Label, Request
@@ -156,3 +156,26 @@ async def decisions_per_reviewer(
         .limit(limit)
     )
     return [(str(rid), str(name or rid), int(count)) for rid, name, count in (await session.execute(stmt)).all()]
+
+
+async def count_decided_by(session: AsyncSession, *, user_id: str, since: datetime) -> int:
+    """How many requests ``user_id`` decided (or approved, towards a quorum) since ``since``."""
+    finals = select(Request.id).where(Request.decided_by_id == user_id, Request.decided_at >= since,
+                                      Request.decision_kind.in_(DECISIONS))
+    approved = select(Approval.request_id).where(Approval.reviewer_id == user_id, Approval.at >= since)
+    stmt = select(func.count()).select_from(finals.union(approved).subquery())
+    return int((await session.execute(stmt)).scalar_one())
+
+
+# --- escalation from a card ------------------------------------------------------------------------------------
+
+
+async def mark_escalated(session: AsyncSession, *, request_id: str, now: datetime) -> bool:
+    """Mark a pending request escalated now, only if nobody (a reviewer, or the scheduler's ladder) did yet."""
+    stmt = (
+        update(Request)
+        .where(Request.id == request_id, Request.status == "pending", Request.escalated_at.is_(None))
+        .values(escalated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(stmt)).rowcount == 1  # type: ignore[attr-defined]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 import storage.models
 
@@ -27,6 +28,8 @@ def upgrade() -> None:
         sa.Column("agent", sa.String(length=128), nullable=True),
         sa.Column("channel", sa.String(length=64), nullable=True),
         sa.Column("item_count", sa.Integer(), nullable=False),
+        sa.Column("request_ids", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+                  nullable=False),
         sa.Column("created_at", storage.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("idempotency_key", sa.String(length=255), nullable=True),
         sa.Column("body_hash", sa.String(length=64), nullable=True),
