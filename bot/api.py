@@ -7,7 +7,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -27,9 +27,12 @@ from bot.errors import (
 )
 from bot.metrics import Metrics
 from bot.openapi import openapi_document
-from bot.schemas import CancelBody, DecisionBody, LabelsBody, ResultBody, SubmitBody
+from bot.schemas import CancelBody, DecisionBody, LabelsBody, PolicyEvaluateBody, ResultBody, SubmitBody
 from bot.service import ApprovalService
 from bot.tokens import Tokens
+
+if TYPE_CHECKING:
+    from bot.batches import BatchService
 from storage.repository import ListFilter
 
 log = logging.getLogger("signoff.api")
@@ -47,6 +50,7 @@ class ApiDeps:
     metrics: Metrics
     ready: Callable[[], Awaitable[None]]
     counts: Callable[[], Awaitable[tuple[dict[str, int], int]]]
+    batches: BatchService | None = None
 
 
 def error_response(err: SignoffError, headers: dict[str, str] | None = None) -> web.Response:
@@ -208,7 +212,11 @@ class Api:
         self.d = deps
 
     def routes(self) -> list[web.RouteDef]:
+        from bot.api_batches import batch_routes
+
+        batches = batch_routes(self.d.batches, self._who) if self.d.batches is not None else []
         return [
+            *batches,
             web.post("/v1/requests", self.submit),
             web.get("/v1/requests", self.list),
             web.get("/v1/requests/{id}", self.get),
@@ -217,6 +225,7 @@ class Api:
             web.post("/v1/requests/{id}/cancel", self.cancel),
             web.post("/v1/requests/{id}/labels", self.labels),
             web.post("/v1/requests/{id}/result", self.result),
+            web.post("/v1/policy/evaluate", self.evaluate_policy),
             web.get("/v1/openapi.json", self.openapi),
             web.get("/healthz", self.healthz),
             web.get("/readyz", self.readyz),
@@ -302,6 +311,16 @@ class Api:
         req = await self.d.service.report_result(request_id=rid, ok=body.ok, detail=body.detail,
                                                  principal=principal)
         return _json(public_request(req))
+
+    async def evaluate_policy(self, request: web.Request) -> web.Response:
+        principal = await self._who(request)
+        body = await _body(request, PolicyEvaluateBody)
+        agent = principal.name
+        if body.agent is not None and body.agent != principal.name:
+            if principal.role != "admin":
+                raise Forbidden("only an admin token may evaluate on behalf of another agent")
+            agent = body.agent
+        return _json(self.d.service.evaluate_policy(agent=agent, body=body))
 
     async def openapi(self, request: web.Request) -> web.Response:
         return _json(openapi_document())

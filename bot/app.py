@@ -12,9 +12,11 @@ import aiohttp
 from aiohttp import web
 
 from bot.api import MAX_BODY, Api, ApiDeps, make_error_middleware
+from bot.batches import BatchService
 from bot.clock import Clock, SystemClock
 from bot.config import Config, load_config
 from bot.effects import Effects, WebhookEffects
+from bot.grants import Grants
 from bot.jobs import build_scheduler
 from bot.metrics import Metrics
 from bot.outbox import OutboxWorker
@@ -56,11 +58,14 @@ def build_core(settings: Settings, *, config: Config | None = None, clock: Clock
     hooks = ServiceHooks(on_submitted=[metrics.on_submitted], on_terminal=[metrics.on_terminal])
     effects: list[Effects] = [WebhookEffects(), *tuning.extra_effects]
     if settings.slack_enabled:
+        from bot.home import HomeEffects
         from bot.slack_delivery import SlackEffects
 
         effects.append(SlackEffects())
+        effects.append(HomeEffects())  # App Home published again after a reviewer's decision from Slack
+    grants = Grants(db=db, clock=clock)
     service = ApprovalService(
-        db=db, clock=clock, config=config, effects=effects,
+        db=db, clock=clock, config=config, effects=effects, grants=grants,
         waiters=Waiters(), default_channel=settings.default_channel, mode=settings.mode, hooks=hooks,
     )
     return db, service, Tokens(db=db, clock=clock), metrics
@@ -99,6 +104,7 @@ class SignoffApp:
         self.db, self.service, self.tokens, self.metrics = build_core(
             settings, config=config, clock=self.clock, tuning=self.tuning)
         self.schedule = build_schedule(settings, self.service)
+        self.batches = BatchService(service=self.service, slack_enabled=settings.slack_enabled)
         self.outbox = OutboxWorker(
             db=self.db, clock=self.clock, wakeup=self.service.outbox_wakeup,
             max_attempts=self.tuning.outbox_max_attempts, base_delay_s=self.tuning.outbox_base_delay_s,
@@ -106,7 +112,7 @@ class SignoffApp:
         )
         self.web = web.Application(client_max_size=MAX_BODY, middlewares=[make_error_middleware(self.metrics)])
         deps = ApiDeps(service=self.service, tokens=self.tokens, metrics=self.metrics,
-                       ready=self.db.ping, counts=self._counts)
+                       ready=self.db.ping, counts=self._counts, batches=self.batches)
         self.web.add_routes(Api(deps).routes())
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -120,20 +126,35 @@ class SignoffApp:
             self._build_slack()
 
     def _build_slack(self) -> None:
+        from bot.batch_review import BatchReview
+        from bot.batches import BATCH_POST
+        from bot.card_labels import CardLabels
+        from bot.coalesce import CardDelivery
         from bot.directory import SlackDirectory
+        from bot.home import HOME, HomeDelivery
+        from bot.inbox import Inbox
         from bot.review import SlackReview
         from bot.slack import build_slack, events_route, web_client
         from bot.slack_delivery import MESSAGE, POST, UPDATE, SlackDelivery
+        from bot.surfaces import ReviewSurfaces
 
         client = web_client(self.settings, for_delivery=False)
         delivery_client = web_client(self.settings, for_delivery=True)
         directory = SlackDirectory(client)
         review = SlackReview(service=self.service, directory=directory)
+        inbox = Inbox(service=self.service, directory=directory)
+        surfaces = ReviewSurfaces(inbox=inbox, batch_review=BatchReview(review=review, batches=self.batches),
+                                  labels=CardLabels(review=review, config=self.service.config))
         self.slack = build_slack(self.settings, review=review, directory=directory, client=client,
-                                 delivery_client=delivery_client)
+                                 delivery_client=delivery_client, surfaces=surfaces)
         delivery = SlackDelivery(client=delivery_client, service=self.service, clock=self.clock)
-        self.outbox.register(POST, delivery.post)
-        self.outbox.register(UPDATE, delivery.update)
+        # Cards go through CardDelivery: single cards by SlackDelivery, bursts to one channel as batch cards.
+        cards = CardDelivery(delivery=delivery, batches=self.batches, config=self.service.config.slack,
+                             clock=self.clock)
+        self.outbox.register(POST, cards.post)
+        self.outbox.register(UPDATE, cards.update)
+        self.outbox.register(BATCH_POST, cards.batch_post)
+        self.outbox.register(HOME, HomeDelivery(client=delivery_client, inbox=inbox).publish)
         self.outbox.register(MESSAGE, delivery.message)
         if not self.settings.socket_mode:
             self.web.add_routes([events_route(self.slack.app)])
@@ -155,6 +176,9 @@ class SignoffApp:
         self.outbox.register(WebhookEffects.KIND, WebhookSender(
             secret=await self._webhook_secret(), clock=self.clock, session=self._http))
         self._spawn(self.outbox.run(), "outbox")
+        if self.service.grants is not None:
+            await self.service.grants.refresh()
+            self._spawn(self.service.grants.run(), "grants")
         reread_s = self.tuning.reread_every_s or (1.0 if self.db.is_sqlite else 2.0)
         self._spawn(FallbackReread(self.service.waiters, self.service.recently_decided, self.clock.now,
                                    reread_s).run(), "reread")

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from bot.cron import crontab, zone
 from bot.errors import ConfigError
+from bot.policy import Policy, parse_policies
 
 Risk = Literal["low", "medium", "high", "critical"]
 SLACK_CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,}$")
@@ -148,6 +149,14 @@ class Config(_Strict):
     webhooks: dict[str, Any] = Field(default_factory=dict)
 
     _reviewers = field_validator("reviewers")(_check_reviewers)
+    _policy: Policy | None = PrivateAttr(default=None)
+
+    @property
+    def policy(self) -> Policy:
+        """The compiled ``policies`` (compiled once; ``parse_config`` compiles them up front)."""
+        if self._policy is None:
+            self._policy = parse_policies(self.policies, source="config")
+        return self._policy
 
     @model_validator(mode="after")
     def _unique_digests(self) -> Config:
@@ -189,7 +198,7 @@ def load_config(path: Path | None) -> Config:
 
 def parse_config(raw: dict[str, Any], *, source: str = "config") -> Config:
     try:
-        return Config.model_validate(raw)
+        config = Config.model_validate(raw)
     except ValidationError as e:
         problems = []
         for err in e.errors():
@@ -199,3 +208,5 @@ def parse_config(raw: dict[str, Any], *, source: str = "config") -> Config:
                 msg = "unknown key"
             problems.append(f"{source}: {key}: {msg}")
         raise ConfigError("\n".join(problems)) from None
+    config._policy = parse_policies(config.policies, source=source)
+    return config

@@ -37,6 +37,8 @@ class Action(StrEnum):
     ARG_INPUT = "signoff_arg_input"
     FEEDBACK_INPUT = "signoff_feedback_input"
     SHOW = "signoff_show"
+    GRANT_DURATION_INPUT = "signoff_grant_duration_input"
+    GRANT_SCOPE_INPUT = "signoff_grant_scope_input"
 
 
 class View(StrEnum):
@@ -46,6 +48,7 @@ class View(StrEnum):
     REJECT = "signoff_reject_modal"
     VIEW_FULL = "signoff_view_full_modal"
     BATCH_REJECT = "signoff_batch_reject_modal"
+    GRANT = "signoff_grant_modal"
 
 
 class Block(StrEnum):
@@ -56,3 +59,5 @@ class Block(StrEnum):
     ARG = "arg:"
     ARG_INDEX = "arg#"
     ARG_REST = "arg*"
+    GRANT_DURATION = "signoff_grant_duration"
+    GRANT_SCOPE = "signoff_grant_scope"

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from bot.domain import RISKS, STATUSES
-from bot.schemas import CancelBody, DecisionBody, LabelsBody, ResultBody, SubmitBody
+from bot.schemas import CancelBody, DecisionBody, LabelsBody, PolicyEvaluateBody, ResultBody, SubmitBody
 
 _REF = "#/components/schemas/{model}"
 
@@ -95,7 +95,8 @@ def _op(summary: str, ok: dict[str, Any], *errs: int, body: str | None = None, p
 @functools.cache
 def openapi_document() -> dict[str, Any]:
     _, defs = models_json_schema(
-        [(m, "validation") for m in (SubmitBody, DecisionBody, CancelBody, LabelsBody, ResultBody)],
+        [(m, "validation") for m in (SubmitBody, DecisionBody, CancelBody, LabelsBody, ResultBody,
+                                       PolicyEvaluateBody)],
         ref_template=_REF,
     )
     schemas = dict(defs.get("$defs", {}))
@@ -142,6 +143,13 @@ def openapi_document() -> dict[str, Any]:
             "/v1/requests/{id}/result": {"post": _op(
                 "Report the outcome after executing", {"200": _resp("Recorded", _REQ)},
                 400, 403, 404, 409, 413, 415, 422, body="ResultBody", params=[_ID])},
+            "/v1/policy/evaluate": {"post": _op(
+                "Explain what the policies would do with a submission, without creating it",
+                {"200": _resp("The explanation", {"type": "object", "properties": {
+                    "decision": {"type": "object"}, "summary": {"type": "string"}, "outcome": {"type": "string"},
+                    "rules": {"type": "array", "items": {"type": "object"}}, "routing": {"type": "object"},
+                    "grant": {"type": ["object", "null"]}, "agent": {"type": "string"}}})},
+                400, 403, 413, 415, 422, body="PolicyEvaluateBody")},
             "/v1/openapi.json": {"get": {"summary": "This document", "security": [],
                                          "responses": {"200": _resp("OpenAPI", {"type": "object"})}}},
             "/healthz": {"get": {"summary": "Liveness", "security": [],

@@ -80,6 +80,37 @@ class SlackReview:
             await self.service.refresh_card(request_id=request_id)
             raise
 
+    async def approve_and_grant(
+        self, request_id: str, who: Clicker, *, duration_s: int, same_args: bool, expected_version: int | None
+    ) -> dict[str, Any]:
+        """Approve, then auto-approve the same agent and tool (optionally the same args) for ``duration_s``."""
+        grants = self.service.grants
+        if grants is None:
+            raise Forbidden("Grants are not available on this server.")
+        req = await self.decide(request_id, who, kind="approve", expected_version=expected_version)
+        if req["status"] not in ("approved", "modified"):
+            raise Forbidden("This request needs more approvals before a grant can be made from it; "
+                            "your approval was recorded.")
+        person = await self.directory.person(who.user_id, team_id=who.team_id, fallback=who.username)
+        await grants.create(agent=req["agent"], tool=req["action"]["tool"],
+                            args=req["final_args"] if same_args else None, duration_s=duration_s,
+                            actor=Actor(who.user_id, person.name, "slack"), request_id=request_id)
+        return req
+
+    async def list_grants(self) -> list[dict[str, Any]]:
+        grants = self.service.grants
+        return [g.to_json() for g in await grants.refresh()] if grants is not None else []
+
+    async def revoke_grant(self, grant_id: str, who: Clicker) -> None:
+        grants = self.service.grants
+        if grants is None:
+            raise Forbidden("Grants are not available on this server.")
+        reviewers = list(self.service.config.reviewers)
+        if reviewers and not await self.directory.is_member(who.user_id, reviewers):
+            raise Forbidden("Only configured reviewers may revoke grants.")
+        person = await self.directory.person(who.user_id, team_id=who.team_id, fallback=who.username)
+        await grants.revoke(grant_id=grant_id, actor=Actor(who.user_id, person.name, "slack"))
+
     async def _refuse_if_decided(self, req: dict[str, Any], who: Clicker, kind: str) -> None:
         if not domain.is_terminal(req["status"]):
             return

@@ -114,3 +114,9 @@ class LabelsBody(_Body):
 class ResultBody(_Body):
     ok: bool
     detail: Annotated[str, StringConstraints(max_length=4000)] | None = None
+
+
+class PolicyEvaluateBody(SubmitBody):
+    """A submission to explain, not to create; an admin may ask on behalf of another ``agent``."""
+
+    agent: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None

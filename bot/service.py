@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot import domain
@@ -22,6 +22,7 @@ from bot.config import Config
 from bot.domain import Actor, Principal
 from bot.effects import Change, Effects, OutboxRow
 from bot.errors import AlreadyDecided, Conflict, Forbidden, IdempotencyConflict, NotFound, ValidationFailed
+from bot.grants import Grants
 from bot.intake import GroupCommitter
 from bot.ladder import ladder_fields
 from bot.schemas import SubmitBody
@@ -43,9 +44,9 @@ class _Prepared:
     row: dict[str, Any]
     labels: list[str]
     audit: list[dict[str, Any]]
-    changes: list[Change]
     idem: tuple[str, str] | None
     body_hash: str
+    budget: tuple[str, int, int] | None = None  # (rule, max per window, window seconds)
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class ApprovalService:
         default_channel: str | None = None,
         mode: str = "on",
         hooks: ServiceHooks | None = None,
+        grants: Grants | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -91,6 +93,7 @@ class ApprovalService:
         self.default_channel = default_channel
         self.mode = mode
         self.hooks = hooks or ServiceHooks()
+        self.grants = grants
         self.outbox_wakeup = asyncio.Event()
         self._intake: GroupCommitter[_Prepared, Submitted | _Failed] = GroupCommitter(self._commit_submissions)
 
@@ -111,21 +114,31 @@ class ApprovalService:
     def _prepare(self, *, agent: str, body: SubmitBody) -> _Prepared:
         now = self.clock.now()
         cfg = self.config
-        matched = domain.match_route(
-            cfg.routes, tool=body.action.tool, risk=body.risk, labels=body.labels, agent=agent
-        )
+        tool, args = body.action.tool, body.action.args
+        matched = domain.match_route(cfg.routes, tool=tool, risk=body.risk, labels=body.labels, agent=agent)
         route = matched[1] if matched else None
-        channel = body.channel or (route and route.channel) or cfg.slack.default_channel or self.default_channel
-        reviewers = body.reviewers or (route and route.reviewers) or list(cfg.reviewers)
-        required = body.required_approvals or (route and route.required_approvals) or 1
-        timeout_s = body.timeout_s or (route and route.timeout_s) or cfg.timeouts.default_s
+        verdict = cfg.policy.evaluate(tool=tool, agent=agent, risk=body.risk, labels=body.labels, args=args,
+                                      now=now) if len(cfg.policy) else None
+        grant = None
+        if self.grants is not None and (verdict is None or verdict.effect != "deny"):
+            grant = self.grants.match(agent=agent, tool=tool, args=args, now=now)
+        routed = verdict if verdict is not None and verdict.effect in ("require", "budget") else None
+        channel = (body.channel or (routed and routed.channel) or (route and route.channel)
+                   or cfg.slack.default_channel or self.default_channel)
+        reviewers = body.reviewers or list((routed and routed.reviewers) or (route and route.reviewers)
+                                           or cfg.reviewers)
+        required = (body.required_approvals or (routed and routed.required_approvals)
+                    or (route and route.required_approvals) or 1)
+        timeout_s = (body.timeout_s or (routed and routed.timeout_s) or (route and route.timeout_s)
+                     or cfg.timeouts.default_s)
         rid = domain.new_id("req_", now)
         body_hash = _hash_body(body)
+        rule = f"policy:{verdict.rule_name}" if verdict is not None else (f"route:{matched[0]}" if matched else None)
         row: dict[str, Any] = dict(
             id=rid,
             status="pending",
-            tool=body.action.tool,
-            args=body.action.args,
+            tool=tool,
+            args=args,
             final_args=None,
             context=body.context.model_dump(mode="json", exclude_none=True, exclude_defaults=True),
             agent=agent,
@@ -139,24 +152,83 @@ class ApprovalService:
             idempotency_key=body.idempotency_key,
             body_hash=body_hash,
             callback_url=str(body.callback_url) if body.callback_url else None,
-            rule=f"route:{matched[0]}" if matched else None,
+            rule=rule,
             **ladder_fields(cfg, route, now=now),
         )
-        audit = [_audit(rid, "created", Actor(agent, agent, "api"), now, {"tool": body.action.tool})]
+        audit = [_audit(rid, "created", Actor(agent, agent, "api"), now, {"tool": tool})]
+        if verdict is not None or grant is not None:
+            audit.append(_audit(rid, "policy-evaluated", _POLICY, now, {
+                "rule": verdict.rule_name if verdict else None, "effect": verdict.effect if verdict else None,
+                "grant": grant.id if grant else None}))
+        budget = None
         if self.mode == "off":
-            row.update(
-                status="approved", decision_kind="approve", decided_by_id="policy", decided_by_name="signoff",
-                decided_via="policy", decided_at=now, final_args=body.action.args, rule="SIGNOFF_MODE=off",
-            )
-            audit.append(_audit(rid, "approved", Actor("policy", "signoff", "policy"), now,
-                                {"rule": "SIGNOFF_MODE=off"}))
-        transient = _transient(row, body.labels)
-        public = request_json(transient)
-        changes = [Change("created", public)]
-        if domain.is_terminal(row["status"]):
-            changes.append(Change(row["status"], public))
+            _decide_at_submit(row, audit, "approved", "SIGNOFF_MODE=off", None, now)
+        elif verdict is not None and verdict.effect == "deny":
+            _decide_at_submit(row, audit, "rejected", rule, verdict.reason, now)
+        elif grant is not None:
+            _decide_at_submit(row, audit, "approved", f"grant:{grant.id}", None, now)
+        elif verdict is not None and verdict.effect == "auto_approve":
+            _decide_at_submit(row, audit, "approved", rule, None, now, watch=verdict.watch)
+        elif verdict is not None and verdict.effect == "budget":
+            assert verdict.budget_max is not None and verdict.budget_window_s is not None
+            budget = (verdict.rule_name, verdict.budget_max, verdict.budget_window_s)
         idem = (agent, body.idempotency_key) if body.idempotency_key else None
-        return _Prepared(row, list(body.labels), audit, changes, idem, body_hash)
+        return _Prepared(row, list(body.labels), audit, idem, body_hash, budget)
+
+    def evaluate_policy(self, *, agent: str, body: SubmitBody) -> dict[str, Any]:
+        """What submitting ``body`` as ``agent`` would do now, without creating anything."""
+        from bot.policy import explain
+
+        now = self.clock.now()
+        tool, args = body.action.tool, body.action.args
+        out = explain(self.config.policy, tool=tool, agent=agent, risk=body.risk, labels=body.labels, args=args,
+                      now=now)
+        prepared = self._prepare(agent=agent, body=body)
+        row = prepared.row
+        grant = self.grants.match(agent=agent, tool=tool, args=args, now=now) if self.grants else None
+        if self.mode == "off":
+            outcome = "approved (SIGNOFF_MODE=off on the server)"
+        elif prepared.budget is not None:
+            outcome = "approved while the budget lasts, then waits for review"
+        elif row["status"] == "pending":
+            outcome = "waits for review"
+        else:
+            outcome = row["status"]
+        out.update(
+            agent=agent,
+            outcome=outcome,
+            grant=grant.to_json() if grant is not None and row.get("rule", "").startswith("grant:") else None,
+            routing={"channel": row["channel"], "reviewers": row["reviewers"],
+                     "required_approvals": row["required_approvals"],
+                     "timeout_s": int((row["expires_at"] - row["created_at"]).total_seconds()),
+                     "rule": row["rule"]},
+        )
+        return out
+
+    def _changes(self, p: _Prepared) -> list[Change]:
+        public = request_json(_transient(p.row, p.labels))
+        changes = [Change("created", public)]
+        if domain.is_terminal(p.row["status"]):
+            changes.append(Change(p.row["status"], public))
+        return changes
+
+    async def _take_budgets(self, s: Any, new: Sequence[_Prepared], now: datetime) -> None:
+        """Budget rules auto-approve up to N per window per agent; the count is one atomic upsert per request,
+        so concurrent submissions (on any replica) never exceed N. Beyond it the request waits for review."""
+        for p in new:
+            if p.budget is None:
+                continue
+            rule_name, maximum, window_s = p.budget
+            start = datetime.fromtimestamp(int(now.timestamp()) // window_s * window_s, tz=UTC)
+            if await repo.take_budget(s, rule=rule_name, agent=p.row["agent"], window_start=start, maximum=maximum):
+                _decide_at_submit(p.row, p.audit, "approved", p.row["rule"], None, now)
+                await repo.cas_finalise(
+                    s, request_id=p.row["id"], status="approved", kind="approve", by_id="policy",
+                    by_name="signoff", via="policy", at=now, final_args=p.row["args"], rule=p.row["rule"])
+                await repo.set_channel(s, request_id=p.row["id"], channel=None)
+            else:
+                p.audit.append(_audit(p.row["id"], "budget-exhausted", _POLICY, now,
+                                      {"rule": rule_name, "max": maximum, "window_s": window_s}))
 
     async def _commit_submissions(self, batch: Sequence[_Prepared]) -> list[Submitted | _Failed]:
         now = self.clock.now()
@@ -172,10 +244,11 @@ class ApprovalService:
         async with self.db.write() as s:
             inserted = await repo.insert_requests(s, rows=[p.row for p in to_insert])
             new = [p for p in to_insert if p.row["id"] in inserted]
+            await self._take_budgets(s, new, now)
             await repo.insert_labels(s, pairs=[(p.row["id"], lb) for p in new for lb in p.labels])
             await repo.add_audit(s, events=[e for p in new for e in p.audit])
             await repo.add_outbox(
-                s, items=[r.to_row(now) for p in new for c in p.changes for r in self._plan(c)]
+                s, items=[r.to_row(now) for p in new for c in self._changes(p) for r in self._plan(c)]
             )
             lost = [p.idem for p in batch if p.idem is not None and p.row["id"] not in inserted]
             existing = await repo.find_by_idempotency(s, keys=lost)
@@ -543,6 +616,21 @@ EXPIRY_REASON = domain.EXPIRY_FEEDBACK
 def _expiry_reason(r: Request) -> str:
     timeout = int((r.expires_at - r.created_at).total_seconds())
     return f"expired: no decision within {timeout} s (deadline {_iso(r.expires_at)})"
+
+
+_POLICY = Actor("policy", "signoff", "policy")
+
+
+def _decide_at_submit(row: dict[str, Any], audit: list[dict[str, Any]], status: str, rule: str | None,
+                      feedback: str | None, now: datetime, *, watch: str | None = None) -> None:
+    """A policy (or SIGNOFF_MODE=off, or a grant) decides before any human sees the request. Only an
+    auto-approval with a ``watch`` channel keeps a channel: it gets an FYI card there, without buttons."""
+    kind = "approve" if status == "approved" else "reject"
+    row.update(status=status, decision_kind=kind, decided_by_id="policy", decided_by_name="signoff",
+               decided_via="policy", decided_at=now, feedback=feedback, rule=rule, channel=watch)
+    if status == "approved":
+        row["final_args"] = row.get("args")
+    audit.append(_audit(row.get("id"), status, _POLICY, now, {"rule": rule, "feedback": feedback}))
 
 
 def _visible(req: Request, principal: Principal) -> bool:

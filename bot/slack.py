@@ -18,7 +18,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.directory import SlackDirectory
 from bot.review import SlackReview
 from bot.settings import Settings
-from handlers import actions, events, views
+from bot.surfaces import ReviewSurfaces
+from handlers import actions, events, grants, views
 from handlers.common import on_error
 
 log = logging.getLogger("signoff.slack")
@@ -51,7 +52,8 @@ class SlackParts:
 
 
 def build_slack(settings: Settings, *, review: SlackReview, directory: SlackDirectory,
-                client: AsyncWebClient, delivery_client: AsyncWebClient) -> SlackParts:
+                client: AsyncWebClient, delivery_client: AsyncWebClient,
+                surfaces: ReviewSurfaces | None = None) -> SlackParts:
     app = AsyncApp(
         client=client,
         signing_secret=settings.slack_signing_secret.reveal() if settings.slack_signing_secret else None,
@@ -62,6 +64,9 @@ def build_slack(settings: Settings, *, review: SlackReview, directory: SlackDire
     actions.register(app, review)
     views.register(app, review)
     events.register(app, directory)
+    grants.register(app, review)
+    if surfaces is not None:  # /signoff, App Home, batch cards, the card's label menu
+        surfaces.register(app, review)
     return SlackParts(app=app, directory=directory, review=review, delivery_client=delivery_client)
 
 

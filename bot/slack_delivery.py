@@ -50,9 +50,10 @@ class SlackEffects:
         if not req.get("channel"):
             return []
         if change.kind == "created":
-            if req["status"] != "pending":
-                return []
+            # A request decided at submission keeps a channel only when a policy asks for an FYI card there.
             return [OutboxRow(kind=POST, key=f"{POST}:{rid}", request_id=rid, payload={"request_id": rid})]
+        if change.kind in ("approved", "rejected") and (req.get("decision") or {}).get("by", {}).get("via") == "policy":
+            return []  # decided at submission: the card it gets is already the decided one
         return [OutboxRow(kind=UPDATE, key=f"{UPDATE}:{rid}:{secrets.token_hex(8)}", request_id=rid,
                           payload={"request_id": rid, "change": change.kind})]
 

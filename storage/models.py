@@ -258,3 +258,34 @@ class BatchMessage(Base):
     channel: Mapped[str] = mapped_column(String(64))
     ts: Mapped[str] = mapped_column(String(32))
     at: Mapped[datetime]
+
+
+class GrantRow(Base):
+    """A time-boxed auto-approval a reviewer granted from a card: this agent, this tool (optionally these args)."""
+
+    __tablename__ = "grants"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    agent: Mapped[str] = mapped_column(String(128))
+    tool: Mapped[str] = mapped_column(String(64))
+    args: Mapped[dict[str, Any] | None]
+    request_id: Mapped[str | None] = mapped_column(String(32))
+    created_by_id: Mapped[str] = mapped_column(String(128))
+    created_by_name: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    revoked_by: Mapped[str | None] = mapped_column(String(256))
+
+    __table_args__ = (Index("ix_grants_expires", "expires_at"),)
+
+
+class PolicyBudget(Base):
+    """How many auto-approvals a budget rule has given an agent in one fixed window."""
+
+    __tablename__ = "policy_budgets"
+
+    rule: Mapped[str] = mapped_column(String(128), primary_key=True)
+    agent: Mapped[str] = mapped_column(String(128), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(primary_key=True)
+    used: Mapped[int] = mapped_column(Integer)

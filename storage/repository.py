@@ -15,7 +15,18 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.chain import GENESIS, event_hash
-from storage.models import ApiToken, Approval, AuditEvent, DigestRun, KeyValue, Label, OutboxItem, Request
+from storage.models import (
+    ApiToken,
+    Approval,
+    AuditEvent,
+    DigestRun,
+    GrantRow,
+    KeyValue,
+    Label,
+    OutboxItem,
+    PolicyBudget,
+    Request,
+)
 
 
 def _insert(session: AsyncSession, table: Any) -> Any:
@@ -216,6 +227,13 @@ async def claim_overdue(session: AsyncSession, *, now: datetime, limit: int, rea
         select(Request).where(Request.id.in_(ids)).execution_options(populate_existing=True)
     )
     return list(rows.scalars().all())
+
+
+async def set_channel(session: AsyncSession, *, request_id: str, channel: str | None) -> None:
+    await session.execute(
+        update(Request).where(Request.id == request_id).values(channel=channel)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def set_result(session: AsyncSession, *, request_id: str, result: dict[str, Any]) -> bool:
@@ -632,3 +650,46 @@ async def digest_runs(session: AsyncSession, *, name: str | None = None) -> list
     if name is not None:
         stmt = stmt.where(DigestRun.name == name)
     return list((await session.execute(stmt)).scalars().all())
+
+
+# --- policies: grants and budgets ------------------------------------------------------------------------
+
+
+async def add_grant(session: AsyncSession, *, row: dict[str, Any]) -> None:
+    await session.execute(_insert(session, GrantRow), [row])
+
+
+async def active_grants(session: AsyncSession, *, now: datetime) -> list[GrantRow]:
+    stmt = (
+        select(GrantRow)
+        .where(GrantRow.revoked_at.is_(None), GrantRow.expires_at > now)
+        .order_by(GrantRow.created_at)
+    )
+    return list((await session.execute(stmt)).scalars().all())
+
+
+async def revoke_grant(session: AsyncSession, *, grant_id: str, at: datetime, by: str) -> bool:
+    stmt = (
+        update(GrantRow)
+        .where(GrantRow.id == grant_id, GrantRow.revoked_at.is_(None), GrantRow.expires_at > at)
+        .values(revoked_at=at, revoked_by=by)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(stmt)).rowcount == 1  # type: ignore[attr-defined]
+
+
+async def take_budget(
+    session: AsyncSession, *, rule: str, agent: str, window_start: datetime, maximum: int
+) -> bool:
+    """Count one use against a budget window, atomically; False when the window is already used up."""
+    stmt = (
+        _insert(session, PolicyBudget)
+        .values(rule=rule, agent=agent, window_start=window_start, used=1)
+        .on_conflict_do_update(
+            index_elements=[PolicyBudget.rule, PolicyBudget.agent, PolicyBudget.window_start],
+            set_={"used": PolicyBudget.used + 1},
+            where=PolicyBudget.used < maximum,
+        )
+        .returning(PolicyBudget.used)
+    )
+    return (await session.execute(stmt)).first() is not None
