@@ -283,16 +283,15 @@ def _buttons(req: Mapping[str, Any]) -> ActionsBlock:
             deny="Back",
             style="danger",
         )
-    return ActionsBlock(
-        block_id=BlockId.ACTIONS,
-        elements=[
-            ButtonElement(
-                text="Approve", action_id=Action.APPROVE, value=rid, style="primary", confirm=approve_confirm
-            ),
-            ButtonElement(text="Edit", action_id=Action.EDIT, value=rid),
-            ButtonElement(text="Reject", action_id=Action.REJECT, value=rid, style="danger", confirm=reject_confirm),
-        ],
-    )
+    elements = [
+        ButtonElement(text="Approve", action_id=Action.APPROVE, value=rid, style="primary", confirm=approve_confirm),
+        ButtonElement(text="Edit", action_id=Action.EDIT, value=rid),
+        ButtonElement(text="Reject", action_id=Action.REJECT, value=rid, style="danger", confirm=reject_confirm),
+    ]
+    # A standing grant is offered only where one approval decides and the action is not critical.
+    if not critical and int(req.get("required_approvals") or 1) <= 1:
+        elements.append(ButtonElement(text="Approve + allow…", action_id=Action.APPROVE_GRANT, value=rid))
+    return ActionsBlock(block_id=BlockId.ACTIONS, elements=elements)
 
 
 def _decision_line(req: Mapping[str, Any], status: str) -> str:

@@ -265,6 +265,7 @@ def test_pending_card_header_context_labels_expiry_and_buttons() -> None:
         (Action.APPROVE, "Approve", "primary", RID),
         (Action.EDIT, "Edit", None, RID),
         (Action.REJECT, "Reject", "danger", RID),
+        (Action.APPROVE_GRANT, "Approve + allow…", None, RID),
     ]
     assert all("confirm" not in b for b in actions["elements"])
     assert card["text"] == f"Approval needed: support-bot wants to run deploy (high risk) — {RID}"
