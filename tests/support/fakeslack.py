@@ -144,6 +144,7 @@ class FakeSlack:
         self,
         *,
         token: str = "xoxb-signoff-fake-token",
+        app_token: str = "xapp-signoff-fake-token",
         usergroups: Mapping[str, list[str]] | None = None,
         users: Mapping[str, Mapping[str, Any]] | None = None,
         post_rate: float | None = 1.0,
@@ -155,6 +156,10 @@ class FakeSlack:
         bot_id: str = BOT_ID,
     ) -> None:
         self.token = token
+        self.app_token = app_token
+        self._sockets: list[web.WebSocketResponse] = []
+        self._socket_acks: dict[str, dict[str, Any]] = {}
+        self.socket_connected = asyncio.Event()
         self.team_id, self.bot_user_id, self.bot_id = team_id, bot_user_id, bot_id
         self.usergroups: dict[str, list[str]] = {k: list(v) for k, v in (usergroups or {}).items()}
         self.users: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (users or {}).items()}
@@ -208,6 +213,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/response_url/{n}", self._handle_response_url)
+        app.router.add_get("/socket", self._handle_socket)
         self._wake = asyncio.Event()
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
@@ -231,6 +237,46 @@ class FakeSlack:
     def api_url(self) -> str:
         """The ``base_url`` for ``AsyncWebClient`` / ``SLACK_API_URL``."""
         return self.url + "/api/"
+
+    # --- Socket Mode -----------------------------------------------------------------------------------
+
+    async def _handle_socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=None)
+        await ws.prepare(request)
+        self._sockets.append(ws)
+        await ws.send_json({"type": "hello", "num_connections": len(self._sockets),
+                            "connection_info": {"app_id": "A0SIGNOFF"}, "debug_info": {"host": "fake"}})
+        self.socket_connected.set()
+        try:
+            async for msg in ws:
+                if msg.type == web.WSMsgType.TEXT:
+                    data = json.loads(msg.data)
+                    if "envelope_id" in data:
+                        self._socket_acks[data["envelope_id"]] = data
+                        self._changed.set()
+        finally:
+            self._sockets.remove(ws)
+        return ws
+
+    async def socket_send(self, kind: str, payload: dict[str, Any]) -> str:
+        """Push an envelope (``interactive``, ``slash_commands`` or ``events_api``) to the connected app."""
+        await asyncio.wait_for(self.socket_connected.wait(), timeout=10)
+        envelope_id = f"env-{len(self._socket_acks)}-{time.monotonic_ns()}"
+        await self._sockets[-1].send_json({"envelope_id": envelope_id, "type": kind, "payload": payload,
+                                           "accepts_response_payload": kind != "events_api", "retry_attempt": 0,
+                                           "retry_reason": ""})
+        return envelope_id
+
+    async def socket_ack(self, envelope_id: str, timeout: float = 5.0) -> dict[str, Any]:
+        """Wait for the app's acknowledgement of an envelope."""
+        deadline = time.monotonic() + timeout
+        while envelope_id not in self._socket_acks:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no ack for {envelope_id}")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=0.05)
+        return self._socket_acks[envelope_id]
 
     # --- fault injection -------------------------------------------------------------------------------
 
@@ -443,6 +489,10 @@ class FakeSlack:
         return self._respond(method, params, request.path, reply)
 
     async def _dispatch(self, method: str, params: dict[str, Any], token: str | None) -> Reply:
+        if method == "apps.connections.open":  # Socket Mode: the app-level token, not the bot token
+            if token != self.app_token:
+                return 200, {"ok": False, "error": "invalid_auth" if token else "not_authed"}, {}
+            return 200, {"ok": True, "url": self.url.replace("http://", "ws://") + "/socket"}, {}
         auth_error = "not_authed" if not token else None if token == self.token else "invalid_auth"
         if auth_error:
             return 200, {"ok": False, "error": auth_error}, {}
