@@ -220,7 +220,7 @@ async def test_the_webhook_resumes_the_thread(live_sqlite: Live, gate: Signoff) 
         final = await asyncio.to_thread(resumer.resume_from_webhook, body)
         await settle(live_sqlite.app, req["id"])
     assert body["type"] == "request.approved"
-    assert final["outcome"] == "refunded 40"
+    assert final is not None and final["outcome"] == "refunded 40"
     assert resumer.pending(config) == []
 
 

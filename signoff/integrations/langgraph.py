@@ -42,7 +42,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from langchain_core.tools import BaseTool, StructuredTool
 from langchain_core.tools import tool as as_tool
@@ -196,10 +196,16 @@ def signoff_tool(tool: BaseTool | Callable[..., Any], gate: Signoff, *, risk: st
                                         args_schema=base.args_schema)
 
 
+class ApprovalNode(Protocol):
+    """A graph node: ``StateGraph.add_node`` matches nodes by the parameter name ``state``."""
+
+    def __call__(self, state: Any) -> dict[str, Any]: ...
+
+
 def approval_node(gate: Signoff, action: Callable[[Any], tuple[str, Mapping[str, Any]] | None], *,
                   key: str = "approval", risk: str = "medium", labels: Sequence[str] | None = None,
                   timeout_s: int | None = None, context: Callable[[Any], ContextArg] | ContextArg = None,
-                  callback_url: str | None = None) -> Callable[[Any], dict[str, Any]]:
+                  callback_url: str | None = None) -> ApprovalNode:
     """A node that asks signoff about ``action(state)`` — ``(tool, args)``, or None for nothing to ask — and
     writes ``Approval.as_dict()`` to ``state[key]`` (None when nothing was asked). Route on
     ``state[key]["approved"]`` and run the action with ``state[key]["final_args"]``."""
