@@ -30,6 +30,7 @@ from bot.blocks_args import (
     section,
     view_full_value,
 )
+from bot.blocks_labels import label_menu
 from bot.blocks_limits import BlockKitLimitError, check_message_limits, check_view_limits
 from bot.blocks_modals import (
     SubmissionError,
@@ -291,7 +292,8 @@ def _buttons(req: Mapping[str, Any]) -> ActionsBlock:
     # A standing grant is offered only where one approval decides and the action is not critical.
     if not critical and int(req.get("required_approvals") or 1) <= 1:
         elements.append(ButtonElement(text="Approve + allow…", action_id=Action.APPROVE_GRANT, value=rid))
-    return ActionsBlock(block_id=BlockId.ACTIONS, elements=elements)
+    # The overflow menu: Escalate, add a common label, remove one of the request's labels (bot.blocks_labels).
+    return ActionsBlock(block_id=BlockId.ACTIONS, elements=[*elements, label_menu(req)])
 
 
 def _decision_line(req: Mapping[str, Any], status: str) -> str:

@@ -261,13 +261,17 @@ def test_pending_card_header_context_labels_expiry_and_buttons() -> None:
     assert slack_len(reasoning["text"]["text"]) < 400 and reasoning["accessory"]["value"] == f"{RID}|reasoning"
     actions = card["blocks"][-1]
     assert actions["type"] == "actions" and actions["block_id"] == BlockId.ACTIONS
-    assert [(b["action_id"], b["text"]["text"], b.get("style"), b["value"]) for b in actions["elements"]] == [
+    buttons = [b for b in actions["elements"] if b["type"] == "button"]
+    assert [(b["action_id"], b["text"]["text"], b.get("style"), b["value"]) for b in buttons] == [
         (Action.APPROVE, "Approve", "primary", RID),
         (Action.EDIT, "Edit", None, RID),
         (Action.REJECT, "Reject", "danger", RID),
         (Action.APPROVE_GRANT, "Approve + allow…", None, RID),
     ]
-    assert all("confirm" not in b for b in actions["elements"])
+    assert all("confirm" not in b for b in buttons)
+    menu = actions["elements"][-1]  # already escalated: the menu offers removing each label
+    assert menu["type"] == "overflow" and menu["action_id"] == Action.OVERFLOW
+    assert [o["value"] for o in menu["options"]] == [f"rm|escalation|{RID}", f"rm|needs-human-review|{RID}"]
     assert card["text"] == f"Approval needed: support-bot wants to run deploy (high risk) — {RID}"
 
 
