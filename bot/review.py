@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot import domain
-from bot.directory import SlackDirectory
+from bot.directory import Person, SlackDirectory
 from bot.domain import Actor
 from bot.errors import AlreadyDecided, Forbidden
 from bot.service import ApprovalService
@@ -69,12 +69,14 @@ class SlackReview:
     ) -> dict[str, Any]:
         req = await self.load(request_id)
         await self._refuse_if_decided(req, who, kind)
-        person = await self._authorise_and_record(req, who, kind)
-        actor = Actor(who.user_id, person, "slack")
+        # The decision's own audit event records this click (who, team, which button): one write, not two.
+        person = await self._authorise_and_record(req, who, kind, record=False)
+        actor = Actor(who.user_id, person.name, "slack")
         try:
             return await self.service.decide(
                 request_id=request_id, kind=kind, actor=actor, args=args, feedback=feedback,
-                expected_version=expected_version, audit_extra={"team_id": who.team_id},
+                expected_version=expected_version,
+                audit_extra={"click": kind, "team_id": who.team_id or person.team_id},
             )
         except AlreadyDecided:
             await self.service.refresh_card(request_id=request_id)
@@ -123,7 +125,8 @@ class SlackReview:
         name = _mention(by["id"]) if str(by.get("id", "")).startswith(("U", "W")) else by.get("name")
         raise AlreadyDecided(domain.lost_race_message(req["status"], name, _parse(d.get("at"))))
 
-    async def _authorise_and_record(self, req: dict[str, Any], who: Clicker, kind: str) -> str:
+    async def _authorise_and_record(self, req: dict[str, Any], who: Clicker, kind: str, *,
+                                    record: bool = True) -> Person:
         try:
             await self.authorise(req, who, kind=kind)
         except Forbidden as e:
@@ -132,11 +135,12 @@ class SlackReview:
                                             data={"action": kind, "reason": e.message, "team_id": who.team_id})
             raise
         person = await self.directory.person(who.user_id, team_id=who.team_id, fallback=who.username)
-        await self.service.record_event(
-            request_id=req["id"], kind="click", actor=Actor(who.user_id, person.name, "slack"),
-            data={"action": kind, "team_id": who.team_id or person.team_id},
-        )
-        return person.name
+        if record:
+            await self.service.record_event(
+                request_id=req["id"], kind="click", actor=Actor(who.user_id, person.name, "slack"),
+                data={"action": kind, "team_id": who.team_id or person.team_id},
+            )
+        return person
 
 
 def _mention(ref: str) -> str:

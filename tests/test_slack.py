@@ -80,8 +80,9 @@ async def test_approve_updates_card_wakes_agent_and_records_identity(sl: SlackLi
     msg = await _wait_card(sl, req, lambda m: not _actions(m.blocks))
     assert f"<@{DANA}>" in _text(msg.blocks) and "Approved" in _text(msg.blocks)
     audit = await _audit(sl, req["id"])
-    clicks = [e for e in audit if e["kind"] == "click"]
-    assert clicks and clicks[0]["actor_id"] == DANA and clicks[0]["data"]["team_id"]
+    decided = [e for e in audit if e["kind"] == "approved"]
+    assert len(decided) == 1 and decided[0]["actor_id"] == DANA and decided[0]["actor_name"] == "Dana"
+    assert decided[0]["data"]["click"] == "approve" and decided[0]["data"]["team_id"] == "T0FAKE"
 
 
 async def _audit(sl: SlackLive, request_id: str) -> list[dict[str, Any]]:
