@@ -29,10 +29,10 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.procs import Server  # noqa: E402
-from tests.support.fakeslack import FakeSlack  # noqa: E402
-from tests.support.pg import free_port  # noqa: E402
-from tests.support.slack_requests import SIGNING_SECRET, block_action  # noqa: E402
+from bench.procs import Server
+from tests.support.fakeslack import FakeSlack
+from tests.support.pg import free_port
+from tests.support.slack_requests import SIGNING_SECRET, block_action
 
 REVIEWER = "U0DANA"
 
@@ -50,7 +50,7 @@ class SlackServer(Server):
 
 def _pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 async def _submit(http: aiohttp.ClientSession, server: Server, token: str, body: dict) -> dict:
