@@ -198,6 +198,9 @@ class SignoffApp:
             log.info("Slack connected in Socket Mode")
         elif self.slack is not None:
             log.info("Slack events, interactivity and /signoff served at POST /slack/events")
+        if self.slack is not None and not self.service.config.reviewers:
+            log.warning("no reviewers in the config: requests without reviewers of their own (or of their route) "
+                        "may be decided by anyone who can see their card")
         if not self.settings.slack_enabled:
             log.info("Slack is not configured (SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET unset): "
                      "review through the CLI (`signoff approvals ...`) and the HTTP API")
