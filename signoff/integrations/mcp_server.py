@@ -18,6 +18,7 @@ here: ``pip install 'signoff[mcp]'``.
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -196,6 +197,7 @@ async def _withdraw(handle: Any) -> None:
 async def serve(*, http: bool = False, host: str = "127.0.0.1", port: int = DEFAULT_HTTP_PORT,
                 url: str | None = None, token: str | None = None) -> None:
     """Run until the client disconnects (stdio) or the process is stopped (HTTP)."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per long poll drowns what matters
     server = build_server(url, token)
     if http:
         await server.run_streamable_http_async(host=host, port=port)

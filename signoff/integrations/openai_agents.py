@@ -163,12 +163,15 @@ def edit_message(d: Decision) -> str:
 class SignoffApprovals:
     """Decides a run's interruptions in signoff. Defaults apply to tools without their own ``ToolOptions``;
     ``request_context`` is merged into the context each request carries (``summary``, ``user_request`` …);
-    ``session_id`` ties the requests to a conversation."""
+    ``session_id`` ties the requests to a conversation; ``on_request`` is told of each request submitted (to
+    tell the user who is being asked, say)."""
 
     def __init__(self, gate: AsyncSignoff, *, risk: str = "medium", labels: Sequence[str] | None = None,
                  timeout_s: int | None = None, request_context: Mapping[str, Any] | None = None,
-                 session_id: str | None = None) -> None:
+                 session_id: str | None = None,
+                 on_request: Callable[[AsyncRequestHandle], None] | None = None) -> None:
         self.gate = gate
+        self.on_request = on_request
         self.defaults = ToolOptions(risk, labels, timeout_s)
         self.request_context = dict(request_context or {})
         self.session_id = session_id
@@ -186,7 +189,10 @@ class SignoffApprovals:
                     log.info("%s: approved as edited in %s", item.tool_name, earlier.request_id)
                     state.approve(item)
                 else:
-                    asked.append((item, await self._submit(item, result)))
+                    handle = await self._submit(item, result)
+                    asked.append((item, handle))
+                    if self.on_request is not None:
+                        self.on_request(handle)
             async with asyncio.TaskGroup() as tg:
                 waits = [tg.create_task(h.wait(check=False)) for _, h in asked]
         except BaseException:
@@ -274,9 +280,10 @@ class SignoffApprovals:
 async def run_with_signoff(agent: Agent[Any], input: str | list[Any], gate: AsyncSignoff, *,
                            risk: str = "medium", labels: Sequence[str] | None = None, timeout_s: int | None = None,
                            request_context: Mapping[str, Any] | None = None, session_id: str | None = None,
+                           on_request: Callable[[AsyncRequestHandle], None] | None = None,
                            max_rounds: int = MAX_ROUNDS, **run_kwargs: Any) -> RunResult:
     """Run ``agent`` on ``input``, having every approval it asks for decided in signoff, until it finishes.
     ``run_kwargs`` (``run_config``, ``max_turns``, ``hooks``, the run's ``context`` …) go to ``Runner.run``."""
     approvals = SignoffApprovals(gate, risk=risk, labels=labels, timeout_s=timeout_s,
-                                 request_context=request_context, session_id=session_id)
+                                 request_context=request_context, session_id=session_id, on_request=on_request)
     return await approvals.run(agent, input, max_rounds=max_rounds, **run_kwargs)
