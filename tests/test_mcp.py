@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -117,3 +118,12 @@ async def test_lists_its_tools_and_reads_what_waits(live_sqlite: Live) -> None:
     assert got.structured_content["action"] == {"tool": "issue_refund", "args": {"amount": 40}}
     assert isinstance(missing, CallToolResult) and missing.is_error
     assert "404" in text_of(missing)
+
+
+def test_the_client_and_the_cli_import_no_agent_framework() -> None:
+    """``import signoff`` (and the ``signoff`` command line) stay light: the frameworks load only with their
+    integration module."""
+    code = ("import sys, signoff, signoff.integrations, bot.cli; "
+            "print(sorted(m for m in ('mcp', 'agents', 'langgraph', 'langchain_core', 'openai') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
