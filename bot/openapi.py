@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
+from bot.batch_schemas import BatchBody
 from bot.domain import RISKS, STATUSES
 from bot.schemas import CancelBody, DecisionBody, LabelsBody, PolicyEvaluateBody, ResultBody, SubmitBody
 
@@ -73,6 +74,10 @@ def _resp(description: str, schema: dict[str, Any] | None = None) -> dict[str, A
 _REQ = {"$ref": _REF.format(model="Request")}
 _ERR = {"$ref": _REF.format(model="Error")}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_BATCH: dict[str, Any] = {"type": "object", "required": ["id", "status", "requests"], "properties": {
+    "id": {"type": "string"}, "kind": {"type": "string"}, "agent": {"type": "string"}, "channel": _NULLABLE_STR,
+    "created_at": _TIME, "status": {"type": "string", "enum": ["pending", "done"]},
+    "counts": {"type": "object"}, "requests": {"type": "array", "items": _REQ}, "slack": {"type": ["object", "null"]}}}
 
 
 def _errors(*codes: int) -> dict[str, Any]:
@@ -96,7 +101,7 @@ def _op(summary: str, ok: dict[str, Any], *errs: int, body: str | None = None, p
 def openapi_document() -> dict[str, Any]:
     _, defs = models_json_schema(
         [(m, "validation") for m in (SubmitBody, DecisionBody, CancelBody, LabelsBody, ResultBody,
-                                       PolicyEvaluateBody)],
+                                       PolicyEvaluateBody, BatchBody)],
         ref_template=_REF,
     )
     schemas = dict(defs.get("$defs", {}))
@@ -150,6 +155,16 @@ def openapi_document() -> dict[str, Any]:
                     "rules": {"type": "array", "items": {"type": "object"}}, "routing": {"type": "object"},
                     "grant": {"type": ["object", "null"]}, "agent": {"type": "string"}}})},
                 400, 403, 413, 415, 422, body="PolicyEvaluateBody")},
+            "/v1/batches": {"post": _op(
+                "Submit up to 100 actions reviewed together",
+                {"201": _resp("Created", _BATCH), "200": _resp("Idempotent replay", _BATCH)},
+                400, 409, 413, 415, 422, body="BatchBody")},
+            "/v1/batches/{id}": {"get": _op("Get a batch", {"200": _resp("The batch", _BATCH)}, 404,
+                                            params=[_ID])},
+            "/v1/batches/{id}/wait": {"get": _op(
+                "Wait until every request of the batch is decided or timeout_s passes",
+                {"200": _resp("The batch", _BATCH)}, 404, 422,
+                params=[_ID, q("timeout_s", {"type": "number", "minimum": 0, "maximum": 60})])},
             "/v1/openapi.json": {"get": {"summary": "This document", "security": [],
                                          "responses": {"200": _resp("OpenAPI", {"type": "object"})}}},
             "/healthz": {"get": {"summary": "Liveness", "security": [],
