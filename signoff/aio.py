@@ -8,10 +8,12 @@ import dataclasses
 import functools
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast
 
+from signoff._batch import batch_bodies, batch_item, next_poll, wait_params
 from signoff._gate import (
     WITHDRAWN,
     ContextArg,
@@ -24,7 +26,7 @@ from signoff._gate import (
 from signoff._http import AsyncTransport, Endpoint, Retry, as_retry
 from signoff._wire import list_params, request_path, submit_body
 from signoff.decision import Decision
-from signoff.handle import AsyncRequestHandle, Page
+from signoff.handle import LONG_POLL_S, AsyncRequestHandle, Page
 
 log = logging.getLogger("signoff.client")
 
@@ -87,8 +89,9 @@ class AsyncSignoff:
         handle = AsyncRequestHandle(self._t, {"id": request_id, "status": "approved"})
         return await handle.report_result(ok, detail)
 
-    def batch(self) -> AsyncBatch:
-        return AsyncBatch(self)
+    def batch(self, **shared: Any) -> AsyncBatch:
+        """As ``Signoff.batch``."""
+        return AsyncBatch(self, **shared)
 
     def requires_approval(
         self,
@@ -166,11 +169,14 @@ class AsyncSignoff:
 
 
 class AsyncBatch:
-    """``Batch`` for asyncio: ``async with gate.batch() as b: await b.request(...)``; ``await b.wait_all()``
-    waits for all concurrently."""
+    """``Batch`` for asyncio: ``async with gate.batch() as b: b.add(...)`` (or ``await b.request(...)``);
+    ``await b.wait_all()`` submits what was added as server batches and waits for all concurrently."""
 
-    def __init__(self, gate: AsyncSignoff) -> None:
+    def __init__(self, gate: AsyncSignoff, **shared: Any) -> None:
         self._gate = gate
+        self._shared = shared
+        self._queued: builtins.list[dict[str, Any]] = []
+        self._batches: dict[str, builtins.list[AsyncRequestHandle]] = {}
         self.handles: builtins.list[AsyncRequestHandle] = []
 
     async def request(self, tool: str, args: Mapping[str, Any], **kwargs: Any) -> AsyncRequestHandle:
@@ -178,7 +184,40 @@ class AsyncBatch:
         self.handles.append(handle)
         return handle
 
+    def add(self, tool: str, args: Mapping[str, Any], **fields: Any) -> None:
+        """Queue an action for the next ``submit`` (fields left out take the batch's shared values)."""
+        self._queued.append(batch_item(tool, args, fields))
+
+    async def submit(self) -> builtins.list[AsyncRequestHandle]:
+        """Submit the queued actions as server batches; returns their handles (also added to ``handles``)."""
+        queued, self._queued = self._queued, []
+        handles: builtins.list[AsyncRequestHandle] = []
+        for body in batch_bodies(queued, self._shared):
+            out = await self._gate._t.call("POST", "/v1/batches", body=body)
+            batch = [AsyncRequestHandle(self._gate._t, r) for r in out["requests"]]
+            self._batches[out["id"]] = batch
+            handles += batch
+        self.handles += handles
+        return handles
+
+    async def _wait_batch(self, batch_id: str, handles: builtins.list[AsyncRequestHandle],
+                          end: float | None) -> None:
+        while not all(h.done for h in handles):
+            poll = next_poll(end, LONG_POLL_S)
+            if poll is None:
+                return  # out of time: the handles' own wait reports it
+            out = await self._gate._t.call("GET", f"/v1/batches/{batch_id}/wait", params=wait_params(poll),
+                                           http_timeout=poll + self._gate._t.timeout)
+            latest = {r["id"]: r for r in out["requests"]}
+            for h in handles:
+                h.data = latest.get(h.id, h.data)
+
     async def wait_all(self, timeout: float | None = None) -> builtins.list[Decision]:
+        await self.submit()
+        end = None if timeout is None else time.monotonic() + timeout
+        await asyncio.gather(*(self._wait_batch(bid, hs, end) for bid, hs in self._batches.items()))
+        if end is not None:
+            timeout = max(0.0, end - time.monotonic())
         tasks = [asyncio.ensure_future(h.wait(timeout, check=False)) for h in self.handles]
         try:
             return builtins.list(await asyncio.gather(*tasks))

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast
 
+from signoff._batch import batch_bodies, batch_item, next_poll, wait_params
 from signoff._gate import (
     WITHDRAWN,
     ContextArg,
@@ -24,7 +25,7 @@ from signoff._gate import (
 from signoff._http import Endpoint, Retry, SyncTransport, as_retry
 from signoff._wire import list_params, request_path, submit_body
 from signoff.decision import Decision
-from signoff.handle import Page, RequestHandle
+from signoff.handle import LONG_POLL_S, Page, RequestHandle
 
 log = logging.getLogger("signoff.client")
 
@@ -94,8 +95,10 @@ class Signoff:
     def report_result(self, request_id: str, ok: bool, detail: str | None = None) -> RequestHandle:
         return RequestHandle(self._t, {"id": request_id, "status": "approved"}).report_result(ok, detail)
 
-    def batch(self) -> Batch:
-        return Batch(self)
+    def batch(self, **shared: Any) -> Batch:
+        """Several requests waited for together; ``shared`` fields (context, risk, labels, channel, reviewers,
+        required_approvals, timeout_s, callback_url) apply to the actions queued with ``Batch.add``."""
+        return Batch(self, **shared)
 
     def requires_approval(
         self,
@@ -176,19 +179,26 @@ class Signoff:
 
 
 class Batch:
-    """Several requests submitted one by one and waited for together::
+    """Several requests waited for together::
 
-        with gate.batch() as b:
-            b.request("send_email", {...})
-            b.request("issue_refund", {...})
+        with gate.batch(labels=["needs-human-review"]) as b:
+            b.add("send_email", {...})
+            b.add("issue_refund", {...})
             decisions = b.wait_all()
 
-    ``wait_all`` returns every decision (rejected ones included: check ``Decision.approved`` or call
-    ``Decision.check()``). Leaving the block with an exception cancels the requests still pending.
+    ``add`` queues an action; the queued actions go to the server as one batch (``POST /v1/batches``, up to
+    100 per batch) when ``submit`` or ``wait_all`` is called, and reviewers see them on one Slack card, each
+    decidable on its own. ``request`` submits one action at once instead (its handle has an id straight
+    away). ``wait_all`` returns every decision in the order the actions were submitted (rejected ones
+    included: check ``Decision.approved`` or call ``Decision.check()``), long-polling each server batch as a
+    whole. Leaving the block with an exception cancels the requests still pending.
     """
 
-    def __init__(self, gate: Signoff) -> None:
+    def __init__(self, gate: Signoff, **shared: Any) -> None:
         self._gate = gate
+        self._shared = shared
+        self._queued: builtins.list[dict[str, Any]] = []
+        self._batches: dict[str, builtins.list[RequestHandle]] = {}
         self.handles: builtins.list[RequestHandle] = []
 
     def request(self, tool: str, args: Mapping[str, Any], **kwargs: Any) -> RequestHandle:
@@ -196,8 +206,35 @@ class Batch:
         self.handles.append(handle)
         return handle
 
+    def add(self, tool: str, args: Mapping[str, Any], **fields: Any) -> None:
+        """Queue an action for the next ``submit`` (fields left out take the batch's shared values)."""
+        self._queued.append(batch_item(tool, args, fields))
+
+    def submit(self) -> builtins.list[RequestHandle]:
+        """Submit the queued actions as server batches; returns their handles (also added to ``handles``)."""
+        queued, self._queued = self._queued, []
+        handles: builtins.list[RequestHandle] = []
+        for body in batch_bodies(queued, self._shared):
+            out = self._gate._t.call("POST", "/v1/batches", body=body)
+            batch = [RequestHandle(self._gate._t, r) for r in out["requests"]]
+            self._batches[out["id"]] = batch
+            handles += batch
+        self.handles += handles
+        return handles
+
     def wait_all(self, timeout: float | None = None) -> builtins.list[Decision]:
+        self.submit()
         end = None if timeout is None else time.monotonic() + timeout
+        for batch_id, handles in self._batches.items():
+            while not all(h.done for h in handles):
+                poll = next_poll(end, LONG_POLL_S)
+                if poll is None:
+                    break  # out of time: the handles' own wait below reports it
+                out = self._gate._t.call("GET", f"/v1/batches/{batch_id}/wait", params=wait_params(poll),
+                                         http_timeout=poll + self._gate._t.timeout)
+                latest = {r["id"]: r for r in out["requests"]}
+                for h in handles:
+                    h.data = latest.get(h.id, h.data)
         return [h.wait(None if end is None else max(0.0, end - time.monotonic()), check=False)
                 for h in self.handles]
 
