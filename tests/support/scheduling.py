@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.app import build_core, build_schedule
@@ -24,6 +26,23 @@ CHANNEL = "C0APPROVALS"
 ESCALATE_CHANNEL = "C0ESCALATE"
 REVIEWERS = ["S0REVIEWERS", "U0DANA"]
 ONCALL = "S0ONCALL"
+
+
+class JumpClock:
+    """A clock that runs at real speed from a fixed start and jumps forward on ``advance``: for running apps,
+    whose outbox pacing waits real seconds, while the test skips minutes."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._start = start or datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+        self._t0 = time.monotonic()
+        self._offset = timedelta()
+
+    def now(self) -> datetime:
+        return self._start + self._offset + timedelta(seconds=time.monotonic() - self._t0)
+
+    def advance(self, seconds: float) -> datetime:
+        self._offset += timedelta(seconds=seconds)
+        return self.now()
 
 
 def config(**extra: Any) -> Config:
