@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 
 from tests.conftest import Live
@@ -127,3 +129,34 @@ def test_the_client_and_the_cli_import_no_agent_framework() -> None:
             "print(sorted(m for m in ('mcp', 'agents', 'langgraph', 'langchain_core', 'openai') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_streamable_http_transport_serves_the_same_tools(live_sqlite: Live) -> None:
+    live = live_sqlite
+    waiting = await live.submit({"action": {"tool": "deploy", "args": {"service": "api"}}})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "SIGNOFF_URL": live.url, "SIGNOFF_TOKEN": live.agent_token}
+    server = await asyncio.create_subprocess_exec(str(SIGNOFF), "mcp", "--http", "--port", str(port), cwd=ROOT,
+                                                  env=env, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/mcp"
+        for _ in range(300):  # until it listens
+            try:
+                _, probe = await asyncio.open_connection("127.0.0.1", port)
+                probe.close()
+                break
+            except OSError:
+                assert server.returncode is None, "signoff mcp --http exited"
+                await asyncio.sleep(0.05)
+        async with streamable_http_client(url) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            names = {t.name for t in (await session.list_tools()).tools}
+            got = await session.call_tool("get_request", {"id": waiting["id"]})
+    finally:
+        server.terminate()
+        await server.wait()
+    assert names == {"request_approval", "list_pending", "get_request"}
+    assert isinstance(got, CallToolResult) and got.structured_content is not None
+    assert got.structured_content["action"] == {"tool": "deploy", "args": {"service": "api"}}
