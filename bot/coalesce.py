@@ -45,6 +45,7 @@ class CardDelivery:
     async def post(self, item: OutboxItem) -> None:
         target = await self.batches.card_target(request_id=item.payload["request_id"])
         if target is None or target.slack_ts or target.batch_id:
+            self.delivery.pacer.release(item.id)  # a slot it held while deferred is not needed any more
             return  # gone, posted, or listed on a batch card (posted by that batch's own rows)
         if target.status != "pending" or not target.channel:
             await self.delivery.post(item)
@@ -53,6 +54,7 @@ class CardDelivery:
         async with lock:  # one decision at a time per channel: post alone, hold, or coalesce
             hold = await self._coalesce_or_hold(target)
             if hold is None:
+                self.delivery.pacer.release(item.id)
                 return
             if hold > 0:
                 raise Defer(hold)
@@ -63,13 +65,13 @@ class CardDelivery:
         assert target.channel is not None
         after, window = self.config.coalesce_after, self.config.coalesce_window_s
         for _ in range(5):
+            current = await self.batches.card_target(request_id=target.request_id)
+            if current is None or current.slack_ts or current.batch_id:
+                return None  # on a batch card now (formed by this worker while we queued, or by another)
             waiting = await self.batches.waiting_for_card(channel=target.channel, limit=after + 1)
             if len(waiting) <= after:
                 break
             await self.batches.coalesce(channel=target.channel, more_than=after, limit=ITEMS_PER_MESSAGE)
-            now = await self.batches.card_target(request_id=target.request_id)
-            if now is None or now.slack_ts or now.batch_id:
-                return None  # on a batch card now (this worker's, or another's)
         else:
             return 0.0  # newer than five full batch cards: its own card, paced like any other
         age = (self.clock.now() - target.created_at).total_seconds()
