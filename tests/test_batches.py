@@ -171,7 +171,7 @@ async def test_one_card_decided_partly_item_by_item_and_partly_with_approve_all(
                  == ids[2:], "the card still offers the decided items")
     # Then Approve all takes the rest, each recorded as its own decision.
     await sl.send(_click(sl, sl.slack.message(card.channel, card.ts), Action.BATCH_APPROVE_ALL, bid, DANA))
-    status, done = await sl.live.call("GET", f"/v1/batches/{bid}/wait?timeout_s=10")
+    _, done = await sl.live.call("GET", f"/v1/batches/{bid}/wait?timeout_s=10")
     assert [r["status"] for r in done["requests"]] == ["approved", "rejected", "approved", "approved"]
     assert done["requests"][1]["decision"]["feedback"] == "not this customer"
     for rid, who in zip(ids, [DANA, ERIN, DANA, DANA], strict=True):
@@ -258,10 +258,9 @@ async def test_async_client_batch_add_and_wait_all(sl: SlackLive) -> None:
     async with AsyncSignoff(live.url, live.agent_token) as gate, gate.batch(risk="low") as batch:
         batch.add("send_email", {"to": "a@b.com"})
         batch.add("send_email", {"to": "b@b.com"})
+        handles = await batch.submit()
         waiting = asyncio.create_task(batch.wait_all(timeout=20))
-        while not batch.handles:
-            await asyncio.sleep(0.01)
-        for h in batch.handles:
+        for h in handles:
             await live.call("POST", f"/v1/requests/{h.id}/decision", token=live.reviewer_token,
                             json={"decision": "approve"})
         decisions = await waiting
