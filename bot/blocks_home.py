@@ -23,7 +23,7 @@ from bot.blocks import STATUS_BADGE, STATUS_TITLE
 from bot.blocks_lists import request_line
 from bot.blocks_text import escape_mrkdwn, fit_mrkdwn, slack_date, truncate
 from bot.ids import SLASH_COMMAND, Action
-from bot.inbox import HomeData
+from bot.listing import HomeData
 
 
 def _md(text: str) -> MarkdownTextObject:

@@ -18,7 +18,7 @@ from bot.blocks import RISK_BADGE, approval_card
 from bot.blocks_text import escape_mrkdwn, fit_mrkdwn, parse_time, slack_date, truncate
 from bot.commands import PAGE_SIZE, USAGE, encode_page, next_page, previous_page
 from bot.ids import SLASH_COMMAND, Action
-from bot.inbox import HelpResult, PageResult, Result, ShowResult
+from bot.listing import HelpResult, PageResult, Result, ShowResult
 from bot.schedule_blocks import age_text
 from bot.stats import Stats, duration
 

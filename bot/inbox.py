@@ -8,12 +8,11 @@ of their user groups (membership from the cached directory), or nobody as review
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from bot.commands import PAGE_SIZE, Command, PageRef
 from bot.directory import SlackDirectory
+from bot.listing import HelpResult, HomeData, PageResult, Result, ShowResult
 from bot.review import Clicker
 from bot.serialize import request_json
 from bot.service import ApprovalService
@@ -25,41 +24,6 @@ HOME_WAITING = 10
 HOME_DECIDED = 10
 STATS_SAMPLE = 50_000  # decision times read for the median and p90
 TOP = 5
-
-
-@dataclass(frozen=True)
-class PageResult:
-    ref: PageRef
-    requests: list[dict[str, Any]]
-    total: int
-    has_newer: bool
-    has_older: bool
-    at: datetime
-
-
-@dataclass(frozen=True)
-class ShowResult:
-    request: dict[str, Any]
-    at: datetime
-
-
-@dataclass(frozen=True)
-class HelpResult:
-    at: datetime
-
-
-@dataclass(frozen=True)
-class HomeData:
-    user_id: str
-    waiting: list[dict[str, Any]]
-    waiting_total: int
-    pending_total: int
-    decided: list[tuple[dict[str, Any], datetime]]
-    decided_week: int
-    at: datetime
-
-
-Result = PageResult | ShowResult | HelpResult | Stats
 
 
 class Inbox:

@@ -75,7 +75,7 @@ _REQ = {"$ref": _REF.format(model="Request")}
 _ERR = {"$ref": _REF.format(model="Error")}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 _BATCH: dict[str, Any] = {"type": "object", "required": ["id", "status", "requests"], "properties": {
-    "id": {"type": "string"}, "kind": {"type": "string"}, "agent": {"type": "string"}, "channel": _NULLABLE_STR,
+    "id": {"type": "string"}, "kind": {"type": "string"}, "agent": _NULLABLE_STR, "channel": _NULLABLE_STR,
     "created_at": _TIME, "status": {"type": "string", "enum": ["pending", "done"]},
     "counts": {"type": "object"}, "requests": {"type": "array", "items": _REQ}, "slack": {"type": ["object", "null"]}}}
 

@@ -17,7 +17,8 @@ from bot import blocks_lists, commands
 from bot.commands import Command
 from bot.errors import SignoffError
 from bot.ids import SLASH_COMMAND, Action
-from bot.inbox import Inbox, Result
+from bot.inbox import Inbox
+from bot.listing import Result
 from handlers.common import clicker
 
 

@@ -14,11 +14,11 @@ import pytest
 
 from bot.blocks_limits import check_message_limits
 from bot.blocks_lists import pending_reply
-from bot.commands import CommandError, Filters, PageRef, decode_page, encode_page, parse
+from bot.commands import Command, CommandError, Filters, PageRef, decode_page, encode_page, parse
 from bot.config import parse_config
 from bot.domain import new_id
 from bot.ids import Action
-from bot.inbox import PageResult
+from bot.listing import PageResult
 from storage import repository as repo
 from tests.support.fakeslack import Ephemeral, FakeSlack
 from tests.support.slack_live import DANA, ERIN, MALLORY, USERS, SlackLive, start_slack_live
@@ -265,8 +265,7 @@ def test_a_page_of_huge_requests_stays_within_slack_limits() -> None:
              "expires_at": "2026-01-02T00:00:00Z",
              "slack": {"permalink": "https://x.slack.com/archives/C1/p1" + "9" * 2000}} for _ in range(10)]
     big = Filters(**{k: "f" * 128 for k in ("label", "tool", "agent")})
-    page = PageResult(PageRef(parse("pending").__class__("pending", big), 3, before=reqs[0]["id"]), reqs, 10_000,
-                      True, True, now)
+    page = PageResult(PageRef(Command("pending", big), 3, before=reqs[0]["id"]), reqs, 10_000, True, True, now)
     message = pending_reply(page)
     check_message_limits(message)
     assert len(message["blocks"]) <= 50
