@@ -223,6 +223,7 @@ class DigestRun(Base):
 
 Index("ix_requests_batch_id", Request.batch_id, Request.id)
 Index("ix_requests_channel_status", Request.channel, Request.status, Request.id)
+Index("ix_requests_status_id", Request.status, Request.id)  # pending pages, newest first, without a sort
 Index("ix_requests_decided_by", Request.decided_by_id, Request.decided_at)
 Index("ix_approvals_reviewer", Approval.reviewer_id, Approval.at)
 

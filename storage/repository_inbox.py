@@ -21,8 +21,8 @@ HUMAN_VIAS = ("slack", "cli", "api")
 DECISIONS = ("approve", "edit", "reject")  # not a cancellation, which the agent makes through the API
 
 
-def _pending_where(filt: ListFilter, now: datetime, reviewer_refs: Sequence[str] | None) -> list[Any]:
-    conds: list[Any] = [Request.status == "pending", Request.expires_at > now]
+def _pending_where(filt: ListFilter, reviewer_refs: Sequence[str] | None) -> list[Any]:
+    conds: list[Any] = [Request.status == "pending"]
     if filt.label is not None:
         conds.append(Request.id.in_(select(Label.request_id).where(Label.label == filt.label)))
     for column, value in ((Request.tool, filt.tool), (Request.agent, filt.agent), (Request.risk, filt.risk),
@@ -48,22 +48,40 @@ async def pending_page(
 ) -> list[Request]:
     """Up to ``limit`` pending requests, newest first: older than ``before_id`` or, for the page before,
     the ``limit`` newer than ``after_id`` closest to it. ``reviewer_refs`` keeps those that list one of them
-    as a reviewer (or list nobody)."""
-    stmt = select(Request).where(*_pending_where(filt, now, reviewer_refs))
-    if after_id is not None:
-        stmt = stmt.where(Request.id > after_id).order_by(Request.id.asc())
-    else:
-        if before_id is not None:
-            stmt = stmt.where(Request.id < before_id)
-        stmt = stmt.order_by(Request.id.desc())
-    rows = list((await session.execute(stmt.limit(limit))).scalars().all())
-    return rows[::-1] if after_id is not None else rows
+    as a reviewer (or list nobody).
+
+    The deadline is checked on the rows read rather than in SQL: that way the scan follows (status, id) in
+    order and stops after a page, instead of collecting every pending request to sort it. Requests past
+    their deadline are few (the expiry sweep finalises them within a second), so a page rarely reads twice.
+    """
+    conds = _pending_where(filt, reviewer_refs)
+    ascending = after_id is not None
+    rows: list[Request] = []
+    while len(rows) < limit:
+        stmt = select(Request).where(*conds)
+        if ascending:
+            stmt = stmt.where(Request.id > after_id).order_by(Request.id.asc())
+        else:
+            if before_id is not None:
+                stmt = stmt.where(Request.id < before_id)
+            stmt = stmt.order_by(Request.id.desc())
+        read = list((await session.execute(stmt.limit(limit))).scalars().all())
+        rows += [r for r in read if r.expires_at > now]
+        if len(read) < limit:
+            break
+        if ascending:
+            after_id = read[-1].id
+        else:
+            before_id = read[-1].id
+    rows = rows[:limit]
+    return rows[::-1] if ascending else rows
 
 
 async def count_pending(
     session: AsyncSession, *, filt: ListFilter, now: datetime, reviewer_refs: Sequence[str] | None = None
 ) -> int:
-    stmt = select(func.count()).select_from(Request).where(*_pending_where(filt, now, reviewer_refs))
+    stmt = select(func.count()).select_from(Request).where(Request.expires_at > now,
+                                                          *_pending_where(filt, reviewer_refs))
     return int((await session.execute(stmt)).scalar_one())
 
 

@@ -53,6 +53,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("batch_id", sa.String(length=32), nullable=True))
         batch_op.create_index("ix_requests_batch_id", ["batch_id", "id"], unique=False)
         batch_op.create_index("ix_requests_channel_status", ["channel", "status", "id"], unique=False)
+        batch_op.create_index("ix_requests_status_id", ["status", "id"], unique=False)
         batch_op.create_index("ix_requests_decided_by", ["decided_by_id", "decided_at"], unique=False)
     with op.batch_alter_table("approvals", schema=None) as batch_op:
         batch_op.create_index("ix_approvals_reviewer", ["reviewer_id", "at"], unique=False)
@@ -63,6 +64,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_approvals_reviewer")
     with op.batch_alter_table("requests", schema=None) as batch_op:
         batch_op.drop_index("ix_requests_decided_by")
+        batch_op.drop_index("ix_requests_status_id")
         batch_op.drop_index("ix_requests_channel_status")
         batch_op.drop_index("ix_requests_batch_id")
         batch_op.drop_column("batch_id")
