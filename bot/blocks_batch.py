@@ -80,12 +80,18 @@ def _item(req: Mapping[str, Any], n: int, now: datetime) -> list[Block]:
     if required > 1:
         have = len([a for a in req.get("approvals") or [] if a.get("version") == req.get("version")])
         line += f"\n:busts_in_silhouette: {have} of {required} approvals"
+    confirm = None
+    if req.get("risk") == "critical":  # as on a single card: a critical action is approved in two steps
+        tool = truncate(str((req.get("action") or {}).get("tool")), 64)
+        confirm = ConfirmObject(title="Approve a critical action?", confirm="Approve", deny="Back",
+                                text=f"The agent runs `{escape_mrkdwn(tool)}` as soon as you confirm.")
     return [
         SectionBlock(text=_md(line)),
         ActionsBlock(
             block_id=f"batch_item:{rid}",
             elements=[
-                ButtonElement(text="Approve", action_id=Action.BATCH_APPROVE_ITEM, value=rid, style="primary"),
+                ButtonElement(text="Approve", action_id=Action.BATCH_APPROVE_ITEM, value=rid, style="primary",
+                              confirm=confirm),
                 ButtonElement(text="Reject", action_id=Action.BATCH_REJECT_ITEM, value=rid, style="danger"),
                 ButtonElement(text="Details", action_id=Action.SHOW, value=rid),
             ],

@@ -266,3 +266,28 @@ async def test_async_client_batch_add_and_wait_all(sl: SlackLive) -> None:
         decisions = await waiting
     assert [d.status for d in decisions] == ["approved", "approved"]
     assert all(h.data["risk"] == "low" for h in batch.handles)
+
+
+def test_batch_card_parts_stay_within_limits_and_confirm_critical_items() -> None:
+    from datetime import UTC, datetime
+
+    from bot.blocks_batch import batch_message, parts
+    from bot.blocks_limits import check_message_limits
+
+    now = datetime.now(UTC)
+    items = [{"id": f"req_{i:026d}", "status": "pending" if i % 3 else "rejected", "risk": "critical",
+              "action": {"tool": "t" * 64, "args": {}}, "agent": "a" * 128, "labels": ["x" * 64] * 32,
+              "context": {"summary": "<&>" * 3000}, "created_at": "2026-01-01T00:00:00Z",
+              "expires_at": "2026-01-02T00:00:00Z", "required_approvals": 3, "approvals": [],
+              "decision": {"by": {"id": "U0DANA", "name": "Dana"}, "feedback": "no " * 2000,
+                           "at": "2026-01-01T00:05:00Z"}} for i in range(100)]
+    batch = {"id": "bat_" + "0" * 26, "kind": "api", "agent": "a" * 200, "requests": items}
+    assert parts(100) == 5
+    for part in range(parts(100)):
+        message = batch_message(batch, part=part, now=now)
+        check_message_limits(message)
+        assert len(message["blocks"]) <= 50
+    first = batch_message(batch, part=0, now=now)["blocks"]
+    approve = next(el for b in first if b["type"] == "actions" for el in b["elements"]
+                   if el["action_id"] == Action.BATCH_APPROVE_ITEM)
+    assert approve["confirm"]["title"]["text"] == "Approve a critical action?"
