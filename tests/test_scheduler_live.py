@@ -53,6 +53,18 @@ async def until(what: str, check: Callable[[], bool], timeout: float = 20.0) -> 
         await asyncio.sleep(0.05)
 
 
+async def recorded(app: SignoffApp, ids: list[str]) -> None:
+    """Wait until every card's ts is stored (stopping before that would post a card again on restart)."""
+    async def check() -> bool:
+        return all([(await app.service.get(request_id=i)).get("slack") for i in ids])
+
+    for _ in range(200):
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("cards not recorded")
+
+
 def posts(slack: FakeSlack, channel: str, *, thread: bool | None = None) -> list[Call]:
     return [c for c in slack.calls("chat.postMessage", ok=True) if c.params.get("channel") == channel
             and (thread is None or bool(c.params.get("thread_ts")) == thread)]
@@ -121,6 +133,7 @@ async def test_after_downtime_every_overdue_request_is_expired_at_start(db_url: 
         async with running(db_url, slack, cfg, clock) as app:
             reqs = [await submit(app, channel=f"C0DOWN{i}", timeout_s=600) for i in range(4)]
             await until("the cards", lambda: len(card_ts(slack)) == 4)
+            await recorded(app, [r["id"] for r in reqs])
         clock.advance(3600)  # the server was down past every deadline
         async with running(db_url, slack, cfg, clock) as app:
             async with app.db.read() as s:  # the rows themselves, as soon as start() returned
@@ -158,18 +171,25 @@ async def test_two_replicas_send_each_reminder_escalation_digest_and_expiry_upda
         for app in (one, two):  # then stop digesting, so the count below cannot move while it is checked
             app._scheduler.remove_job(DIGEST_JOB_PREFIX + "esc")
         await asyncio.sleep(0.3)
-        for app in (one, two):
-            await app.outbox.drain()
+
+        async def digest_rows() -> list[Any]:
+            async with one.db.read() as s:
+                return [o for o in await repo.get_outbox(s, kind="slack.message") if o.key.startswith("digest:")]
+
+        for _ in range(100):  # paced at about one a second per channel and replica: wait for the last ones
+            if all(o.delivered_at is not None for o in await digest_rows()):
+                break
+            await asyncio.sleep(0.1)
 
         # Both replicas fire the digest every second; each period is recorded and posted once.
         async with one.db.read() as s:
             runs = await repo.digest_runs(s, name="esc")
-            digest_rows = [o for o in await repo.get_outbox(s, kind="slack.message") if o.key.startswith("digest:")]
+        rows = await digest_rows()
         assert len(runs) >= 4
         assert len({r.period for r in runs}) == len(runs)
         assert all(r.posted for r in runs)
-        assert sorted(o.key for o in digest_rows) == sorted(f"digest:esc:{r.period}" for r in runs)
-        assert all(o.delivered_at is not None for o in digest_rows)
+        assert sorted(o.key for o in rows) == sorted(f"digest:esc:{r.period}" for r in runs)
+        assert all(o.delivered_at is not None for o in rows)
         assert len(posts(slack, DIGEST_CHANNEL)) == len(runs)
         cards = card_ts(slack)
         assert len([c for c in slack.calls("chat.postMessage", ok=True)
