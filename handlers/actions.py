@@ -14,9 +14,11 @@ from handlers.common import clicker
 
 def register(app: AsyncApp, review: SlackReview) -> None:
     @app.action(Action.APPROVE)
-    async def approve(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+    async def approve(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any) -> None:
         await ack()
-        await review.decide(action["value"], clicker(body), kind="approve")
+        req = await review.decide(action["value"], clicker(body), kind="approve")
+        if (body.get("container") or {}).get("is_ephemeral"):  # a `/signoff show` card: show the decision there
+            await respond(replace_original=True, **blocks.approval_card(req, now=review.service.clock.now()))
 
     @app.action(Action.EDIT)
     async def edit(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any) -> None:

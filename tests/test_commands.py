@@ -154,6 +154,11 @@ async def test_show_answers_the_card_with_working_buttons(sl: SlackLive) -> None
                                message_ts=eph.ts, is_ephemeral=True, response_url=url))
     _, done = await sl.live.call("GET", f"/v1/requests/{rid}/wait?timeout_s=5")
     assert done["status"] == "approved" and done["decision"]["by"]["id"] == DANA
+    deadline = time.monotonic() + 5
+    while eph.replaced == 0:  # the ephemeral card now shows the decision instead of buttons
+        assert time.monotonic() < deadline, "the ephemeral card was not replaced"
+        await asyncio.sleep(0.02)
+    assert _button(eph.blocks, Action.APPROVE) is None and "Approved" in json.dumps(eph.blocks)
     eph, _ = await _command(sl, "show req_00000000000000000000000000")
     assert "no request with id" in eph.text
 
