@@ -42,6 +42,7 @@ class Tuning:
     outbox_poll_s: float = 1.0
     outbox_max_attempts: int = 12
     outbox_base_delay_s: float = 1.0
+    stop_grace_s: float = 5.0
     run_scheduler: bool = True
     nudge_every_s: float = 2.0  # reminder and escalation sweeps
     extra_effects: list[Effects] = field(default_factory=list)
@@ -224,6 +225,10 @@ class SignoffApp:
             await self._runner.cleanup()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
+        self.outbox.request_stop()
+        outbox = [t for t in self._tasks if t.get_name() == "signoff.outbox"]
+        if outbox:  # let deliveries in flight finish (bounded) rather than cut them off mid-write
+            await asyncio.wait(outbox, timeout=self.tuning.stop_grace_s)
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:

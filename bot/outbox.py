@@ -69,13 +69,19 @@ class OutboxWorker:
         self.batch = batch
         self.handlers: dict[str, Handler] = {}
         self._sem = asyncio.Semaphore(concurrency)
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._stopping = False
 
     def register(self, kind: str, handler: Handler) -> None:
         self.handlers[kind] = handler
 
+    def request_stop(self) -> None:
+        """Finish the deliveries in flight, then leave ``run``; nothing new is claimed."""
+        self._stopping = True
+        self.wakeup.set()
+
     async def run(self) -> None:
-        while True:
+        self._stopping = False
+        while not self._stopping:
             try:
                 claimed = await self.run_once()
             except asyncio.CancelledError:
@@ -83,7 +89,7 @@ class OutboxWorker:
             except Exception:
                 log.exception("outbox pass failed")
                 claimed = 0
-            if claimed >= self.batch:
+            if claimed >= self.batch or self._stopping:
                 continue
             self.wakeup.clear()
             with contextlib.suppress(TimeoutError):
@@ -106,10 +112,16 @@ class OutboxWorker:
             # Shutting down: hand unfinished rows back at once instead of leaving them leased.
             unfinished = [item.id for item in items if item.id not in settled]
             if unfinished:
-                async with self.db.write() as s:
-                    await repo.outbox_release(s, item_ids=unfinished)
+                try:
+                    await asyncio.wait_for(self._release(unfinished), timeout=5)
+                except Exception as e:  # the lease runs out on its own; never hang a shutdown on this
+                    log.warning("could not hand back %d outbox item(s) on shutdown: %s", len(unfinished), e)
             raise
         return len(items)
+
+    async def _release(self, item_ids: list[int]) -> None:
+        async with self.db.write() as s:
+            await repo.outbox_release(s, item_ids=item_ids)
 
     async def drain(self, *, rounds: int = 100) -> None:
         """Deliver until nothing is due (tests and ``signoff`` one-shot commands)."""
