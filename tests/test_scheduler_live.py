@@ -32,6 +32,9 @@ async def running(db_url: str, slack: FakeSlack, cfg: Config, clock: JumpClock) 
     settings = make_settings(db_url, slack_bot_token=Secret(slack.token),
                              slack_signing_secret=Secret(SIGNING_SECRET), slack_api_url=slack.api_url)
     app = SignoffApp(settings, config=cfg, clock=clock, tuning=FAST)
+    # Outbox leases run on the app's clock; the tests jump it by minutes, which would end a lease while its
+    # delivery is in flight and let the other replica deliver the row again. Leases outlast the jumps.
+    app.outbox.lease_s = 86400.0
     await app.start()
     try:
         yield app
