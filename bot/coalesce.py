@@ -118,6 +118,18 @@ class CardDelivery:
             await self.delivery._call(where.channel, self.delivery.client.chat_update, channel=where.channel,
                                       ts=where.ts, text=message["text"][:4000], blocks=message["blocks"])
             self._rendered[key] = max(self._rendered.get(key, float("-inf")), begun)
+        self._forget_old_renders()
+
+    def _forget_old_renders(self, keep_s: float = 600.0, above: int = 4096) -> None:
+        """Render times only matter while a change's rows are being delivered; keep memory bounded."""
+        if len(self._rendered) <= above:
+            return
+        cutoff = self._monotonic() - keep_s
+        for key in [k for k, at in self._rendered.items() if at < cutoff]:
+            lock = self._part_locks.get(key)
+            if lock is None or not lock.locked():
+                self._rendered.pop(key, None)
+                self._part_locks.pop(key, None)
 
     # --- slack.batch: post one message of a batch card ---------------------------------------------------------------
 

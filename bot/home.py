@@ -84,3 +84,9 @@ class HomeDelivery:
                     raise GiveUp(f"Slack refused views.publish: {error}") from e
                 raise RetryLater(f"Slack error: {error}") from e
             self._published[user_id] = max(self._published.get(user_id, float("-inf")), begun)
+        if len(self._published) > 4096:  # publish times only matter while a decision's rows are delivered
+            cutoff = self._monotonic() - 600.0
+            for user in [u for u, at in self._published.items() if at < cutoff]:
+                if not self._locks[user].locked():
+                    self._published.pop(user, None)
+                    self._locks.pop(user, None)
