@@ -163,7 +163,7 @@ def running_server(url: str, workdir: Path, *, seed_rows: tuple[int, int] | None
         server.start()
         yield server
     finally:
-        server.stop(grace_s=10.0)
+        server.stop(grace_s=5.0)
         OUT.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):
             shutil.copy(workdir / f"server-{server.port}.log", OUT / f"server-{phase_name(url)}.log")
@@ -283,10 +283,10 @@ def phase_memory(url: str, workdir: Path, store: str, args: argparse.Namespace, 
         if not swept or traffic["errors"]:
             report.notes.append(f"memory {store}: sweep expired {expired} of {overdue}; read errors "
                                 f"{traffic['errors']} ({traffic['counts']})")
-        waiting_phase(server, ids[: args.waiters], workdir, store, args, report)
+        waiting_phase(server, ids[: args.waiters], workdir, store, args, report, rss_before=rss_loaded)
     graceful = server.stop_seconds
     report.add(f"memory {store}: server stop (SIGTERM) after the waiters left",
-               "killed after 10 s" if graceful is None else f"{graceful:.1f} s")
+               "killed after 5 s" if graceful is None else f"{graceful:.1f} s")
 
 
 def cpu_percent(server: Server, window_s: float) -> float:
@@ -296,11 +296,11 @@ def cpu_percent(server: Server, window_s: float) -> float:
 
 
 def waiting_phase(server: Server, ids: list[str], workdir: Path, store: str, args: argparse.Namespace,
-                  report: Report) -> None:
+                  report: Report, *, rss_before: float) -> None:
     ids_file = workdir / f"wait-ids-{store}.json"
     ids_file.write_text(json.dumps(ids))
     gen = LoadGen("waiters", {"url": server.url, "token": server.tokens[AGENT], "ids_file": str(ids_file),
-                              "park_timeout_s": 40})
+                              "park_timeout_s": 35})
     window = 5.0
     seen: dict[str, Any] = {}
 
@@ -334,6 +334,11 @@ def waiting_phase(server: Server, ids: list[str], workdir: Path, store: str, arg
                "0", not early)
     report.add(f"memory {store}: RSS, {seen.get('parked')} agents waiting", f"{seen.get('rss_mb', 0):.0f} MB",
                f"<= {RSS_MB:g} MB", parked_ok and seen.get("rss_mb", 1e9) <= RSS_MB)
+    opened = int(seen.get("opened") or 0)
+    if opened and "rss_mb" in seen:
+        per_kb = (seen["rss_mb"] - rss_before) * 1024 / opened
+        report.add(f"memory {store}: RSS per open /wait connection",
+                   f"{per_kb:.1f} KB (→ {rss_before + per_kb * n / 1024:.0f} MB at {n:,})")
     report.add(f"memory {store}: server CPU while they wait ({window:g} s)",
                f"{seen.get('server_cpu_pct', 100):.1f}% (gen {seen.get('gen_cpu_pct', 0):.1f}%)",
                f"<= {IDLE_CPU_PCT:g}% (idle)", parked_ok and seen.get("server_cpu_pct", 100) <= IDLE_CPU_PCT)
