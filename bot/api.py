@@ -22,6 +22,7 @@ from bot.errors import (
     PayloadTooLarge,
     SignoffError,
     Unauthenticated,
+    Unavailable,
     UnsupportedMediaType,
     ValidationFailed,
 )
@@ -33,6 +34,7 @@ from bot.tokens import Tokens
 
 if TYPE_CHECKING:
     from bot.batches import BatchService
+from storage.db import DatabaseBusy
 from storage.repository import ListFilter
 
 log = logging.getLogger("signoff.api")
@@ -66,6 +68,9 @@ def make_error_middleware(metrics: Metrics) -> Any:
         except SignoffError as e:
             headers = {"WWW-Authenticate": "Bearer"} if isinstance(e, Unauthenticated) else None
             resp = error_response(e, headers)
+        except DatabaseBusy:
+            log.warning("database busy: no connection free for %s %s", request.method, request.path)
+            resp = error_response(Unavailable("the database is busy; retry in a second"), {"Retry-After": "1"})
         except web.HTTPRequestEntityTooLarge:
             resp = error_response(PayloadTooLarge(f"the body is larger than the limit of {MAX_BODY} bytes (1 MiB)"))
         except web.HTTPException as e:

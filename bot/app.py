@@ -205,7 +205,10 @@ class SignoffApp:
         if not self.settings.slack_enabled:
             log.info("Slack is not configured (SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET unset): "
                      "review through the CLI (`signoff approvals ...`) and the HTTP API")
-        self._runner = web.AppRunner(self.web, access_log=None, handle_signals=False)
+        # Parked /wait calls must not hold a shutdown for aiohttp's default minute, and a handler whose client
+        # went away is cancelled at once instead of staying parked until its own timeout.
+        self._runner = web.AppRunner(self.web, access_log=None, handle_signals=False, shutdown_timeout=3.0,
+                                     handler_cancellation=True)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self.settings.host, self.settings.port, backlog=1024)
         await self._site.start()

@@ -85,6 +85,13 @@ class TooManyRequests(SignoffError):
     code = "rate_limited"
 
 
+class Unavailable(SignoffError):
+    """Temporarily unable to serve (e.g. every database connection busy); the client should retry."""
+
+    status = 503
+    code = "unavailable"
+
+
 class ConfigError(SignoffError):
     """A configuration file or environment value is invalid; the message names file, key and problem."""
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 log = logging.getLogger("signoff.waiters")
 
@@ -20,8 +21,12 @@ NOTIFY_CHANNEL = "signoff_decided"
 
 
 class Waiters:
+    """Futures of agents waiting on requests. A decision resolves them with the committed request JSON, so a
+    woken agent is answered without reading the database again; wakes that carry only ids (NOTIFY, the
+    re-read) resolve with None and the waiter reads the request itself."""
+
     def __init__(self) -> None:
-        self._waiting: dict[str, set[asyncio.Future[None]]] = {}
+        self._waiting: dict[str, set[asyncio.Future[dict[str, Any] | None]]] = {}
 
     def __len__(self) -> int:
         return sum(len(s) for s in self._waiting.values())
@@ -30,12 +35,12 @@ class Waiters:
     def ids(self) -> set[str]:
         return set(self._waiting)
 
-    def register(self, request_id: str) -> asyncio.Future[None]:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def register(self, request_id: str) -> asyncio.Future[dict[str, Any] | None]:
+        fut: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(request_id, set()).add(fut)
         return fut
 
-    def discard(self, request_id: str, fut: asyncio.Future[None]) -> None:
+    def discard(self, request_id: str, fut: asyncio.Future[dict[str, Any] | None]) -> None:
         futs = self._waiting.get(request_id)
         if futs is None:
             return
@@ -43,12 +48,13 @@ class Waiters:
         if not futs:
             del self._waiting[request_id]
 
-    def publish(self, request_ids: Iterable[str]) -> int:
+    def publish(self, request_ids: Iterable[str], views: Mapping[str, dict[str, Any]] | None = None) -> int:
         woken = 0
         for rid in request_ids:
+            view = views.get(rid) if views else None
             for fut in self._waiting.pop(rid, ()):
                 if not fut.done():
-                    fut.set_result(None)
+                    fut.set_result(view)
                     woken += 1
         return woken
 

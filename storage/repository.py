@@ -546,7 +546,7 @@ async def expire_overdue_rows(
         update(table)
         .where(*_claimed(session, table.c.id, due, table.c.status == "pending"))
         .values(status="expired", decision_kind="expire", decided_via="scheduler", decided_by_id="scheduler",
-                decided_by_name="signoff", decided_at=now, feedback=reason)
+                decided_by_name="signoff", decided_at=table.c.expires_at, feedback=reason)  # as reads showed it
         .returning(*table.c)
     )
     return list((await session.execute(stmt)).all())
