@@ -143,8 +143,8 @@ class CardDelivery:
             return  # never a second copy of a message
         channel, thread = batch["channel"], {}
         if part > 0:
-            if 0 not in posted:
-                raise RetryLater("the batch card is not posted yet", delay_s=1.0)
+            if 0 not in posted or part - 1 not in posted:  # the thread keeps the parts in order
+                raise RetryLater("the previous part of the batch card is not posted yet", delay_s=1.0)
             channel, thread = posted[0].channel, {"thread_ts": posted[0].ts}
         pacer = self.delivery.pacer
         wait = pacer.slot(item.id, channel)
