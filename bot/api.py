@@ -116,7 +116,7 @@ async def _body(request: web.Request, model: type[B]) -> B:
         raise BadRequest("the body is nested too deeply to be accepted as JSON") from None
     if not isinstance(data, dict):
         raise ValidationFailed("the body must be a JSON object", details=[{"field": "(body)"}])
-    nul_at = _nul_path(data)
+    nul_at = _nul_path(data) if b"\\u0000" in raw else None  # JSON can only carry NUL escaped
     if nul_at is not None:
         raise ValidationFailed(f"{nul_at}: text must not contain the NUL character (\\u0000)",
                                details=[{"field": nul_at, "message": "contains NUL"}])
