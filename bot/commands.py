@@ -2,7 +2,7 @@
 Next / Previous buttons carry. No I/O.
 
     pending [label:X] [tool:X] [agent:X] [risk:X] [channel:X]   (alias: drafts; also the default)
-    mine [filters]      show <id>      stats      help
+    mine [filters]      show <id>      stats      grants      help
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from bot.domain import RISKS
 from bot.errors import ValidationFailed
 from bot.ids import SLASH_COMMAND
 
-SUBCOMMANDS = ("pending", "mine", "show", "stats", "help")
+SUBCOMMANDS = ("pending", "mine", "show", "stats", "grants", "help")
 ALIASES = {"drafts": "pending"}
 FILTERS = ("label", "tool", "agent", "risk", "channel")
 FILTERED = ("pending", "mine")
@@ -32,6 +32,7 @@ USAGE = (
     f"`{SLASH_COMMAND} mine` lists what you may decide\n"
     f"`{SLASH_COMMAND} show req_…` shows one request's card, with its buttons\n"
     f"`{SLASH_COMMAND} stats` shows counts, decision times, the busiest tools and who decided\n"
+    f"`{SLASH_COMMAND} grants` lists the standing grants made with *Approve + allow*, to revoke them\n"
     f"`{SLASH_COMMAND} help` shows this"
 )
 

@@ -21,7 +21,7 @@ class ReviewSurfaces:
     labels: CardLabels
 
     def register(self, app: AsyncApp, review: SlackReview) -> None:
-        commands.register(app, self.inbox)
+        commands.register(app, self.inbox, review)
         home.register(app, self.inbox)
         batch_actions.register(app, review, self.batch_review)
         labels.register(app, self.labels)

@@ -13,12 +13,13 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-from bot import blocks_lists, commands
+from bot import blocks_grants, blocks_lists, commands
 from bot.commands import Command
 from bot.errors import SignoffError
 from bot.ids import SLASH_COMMAND, Action
 from bot.inbox import Inbox
 from bot.listing import Result
+from bot.review import SlackReview
 from handlers.common import clicker
 
 
@@ -34,10 +35,14 @@ async def _answer(respond: Any, result: Awaitable[Result], *, replace: bool = Fa
         await respond(response_type="ephemeral", replace_original=False, **message)
 
 
-def register(app: AsyncApp, inbox: Inbox) -> None:
+def register(app: AsyncApp, inbox: Inbox, review: SlackReview | None = None) -> None:
     @app.command(SLASH_COMMAND)
     async def signoff(ack: Any, body: dict[str, Any], respond: Any) -> None:
         await ack()
+        if review is not None and (body.get("text") or "").split()[:1] == ["grants"]:
+            await respond(response_type="ephemeral", replace_original=False,
+                          **blocks_grants.grants_list(await review.list_grants()))
+            return
 
         async def run() -> Result:
             return await inbox.run(commands.parse(body.get("text") or ""), clicker(body))

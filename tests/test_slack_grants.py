@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -82,3 +82,33 @@ async def test_auto_approval_posts_an_fyi_card_without_buttons(sl: SlackLive) ->
     blocks = json.dumps(msg.blocks)
     assert "cc-a-human" in blocks
     assert not [b for b in msg.blocks if b["type"] == "actions"]
+
+
+async def test_signoff_grants_lists_and_revokes(sl: SlackLive) -> None:
+    from bot.domain import Actor
+    from tests.support.slack_requests import slash_command
+
+    grants = sl.live.app.service.grants
+    assert grants is not None
+    g = await grants.create(agent="agent-1", tool="deploy", args={"service": "web"}, duration_s=3600,
+                            actor=Actor(DANA, "Dana", "slack"), request_id=None)
+    url = sl.slack.response_url(channel=CHANNEL, user=DANA)
+    assert (await sl.send(slash_command(text="grants", user_id=DANA, channel_id=CHANNEL, response_url=url))).status == 200
+    for _ in range(200):
+        if sl.slack.response_posts(url):
+            break
+        await asyncio.sleep(0.02)
+    listing = sl.slack.response_posts(url)[-1].params
+    shown = json.dumps(listing["blocks"])
+    assert "agent-1" in shown and "deploy" in shown and "these args only" in shown and Action.REVOKE_GRANT in shown
+    revoke = block_action(action_id=Action.REVOKE_GRANT, value=g.id, user_id=DANA, channel=CHANNEL,
+                          response_url=url, block_id="grants")
+    assert (await sl.send(revoke)).status == 200
+    for _ in range(200):
+        if len(sl.slack.response_posts(url)) >= 2:
+            break
+        await asyncio.sleep(0.02)
+    assert "No active grants" in json.dumps(sl.slack.response_posts(url)[-1].params)
+    assert await grants.refresh() == []
+    out = await sl.live.submit(action={"tool": "deploy", "args": {"service": "web"}})
+    assert out["status"] == "pending"
