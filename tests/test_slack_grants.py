@@ -93,7 +93,8 @@ async def test_signoff_grants_lists_and_revokes(sl: SlackLive) -> None:
     g = await grants.create(agent="agent-1", tool="deploy", args={"service": "web"}, duration_s=3600,
                             actor=Actor(DANA, "Dana", "slack"), request_id=None)
     url = sl.slack.response_url(channel=CHANNEL, user=DANA)
-    assert (await sl.send(slash_command(text="grants", user_id=DANA, channel_id=CHANNEL, response_url=url))).status == 200
+    command = slash_command(text="grants", user_id=DANA, channel_id=CHANNEL, response_url=url)
+    assert (await sl.send(command)).status == 200
     for _ in range(200):
         if sl.slack.response_posts(url):
             break
