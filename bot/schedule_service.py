@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any, cast
 
 from bot.clock import iso
@@ -317,17 +318,12 @@ class _LabelView:
     label: str
 
 
-class _RequestView:
+class _RequestView(SimpleNamespace):
     """A request row from ``UPDATE … RETURNING`` with its labels and approvals, read like the ORM object by
     ``request_json`` (building thousands of ORM objects would be most of a mass expiry's cost)."""
 
     def __init__(self, row: Any, labels: Sequence[str], approvals: list[Any]) -> None:
-        self._row = row
-        self.labels = [_LabelView(lb) for lb in labels]
-        self.approvals = approvals
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._row, name)
+        super().__init__(**row._mapping, labels=[_LabelView(lb) for lb in labels], approvals=approvals)
 
 
 def _event(rid: str | None, kind: str, at: datetime, data: dict[str, Any]) -> dict[str, Any]:
