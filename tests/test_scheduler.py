@@ -236,10 +236,12 @@ async def test_on_expiry_escalate_acts_just_before_the_deadline_so_no_read_sees_
 
 
 async def test_an_already_escalated_request_gets_its_extension_and_a_thread_note(db_url: str) -> None:
-    cfg = config(timeouts={"escalate_after_s": 100},
-                 routes=[{"match": {"tool": "deploy*"}, "timeout_s": 600, "on_expiry": "escalate"}])
+    cfg = config(routes=[{"match": {"tool": "deploy*"}, "timeout_s": 600, "on_expiry": "escalate",
+                          "escalate_after_s": 100},
+                         {"match": {"tool": "ship*"}, "timeout_s": 600, "on_expiry": "escalate"}])
     async with open_core(db_url, cfg) as core:
         req = await core.submit(tool="deploy_api")
+        other = await core.submit(tool="ship_it")  # reaches the same deadline in the same sweep, not escalated
         core.clock.advance(100)
         assert await core.schedule.escalate_due() == 1
         core.clock.advance(500)
@@ -247,7 +249,10 @@ async def test_an_already_escalated_request_gets_its_extension_and_a_thread_note
         keys = await core.outbox_keys(SLACK_MESSAGE)
         assert keys.count(f"escalate:{req['id']}:post") == 1  # not escalated twice
         assert f"extend:{req['id']}" in keys
-        assert (await core.get(req["id"]))["status"] == "pending"
+        assert f"escalate:{other['id']}:post" in keys and f"extend:{other['id']}" not in keys
+        for r in (req, other):
+            got = await core.get(r["id"])
+            assert got["status"] == "pending" and got["expires_at"].startswith("2026-01-05T09:20:00")
 
 
 async def test_on_expiry_escalate_after_long_downtime_just_expires(db_url: str) -> None:
