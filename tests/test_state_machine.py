@@ -1,7 +1,8 @@
 """A hypothesis state machine drives the approval service against a model of §3's rules.
 
 Each step submits, approves (alone or towards a quorum, with or without the version the reviewer saw),
-edits, rejects, cancels, moves the fake clock or runs the expiry sweep, and compares what the service
+edits, rejects, cancels, moves the fake clock or runs an expiry sweep (the service's or the scheduler's
+bulk one), and compares what the service
 answers with what the model predicts. The invariants read the stored requests after every step: one
 decision per request, terminal states never change, a rejection carries feedback, ``modified`` means the
 final args differ, and approvals are counted per version.
@@ -26,6 +27,7 @@ from bot.clock import FakeClock
 from bot.config import Config
 from bot.domain import Actor, Principal
 from bot.errors import AlreadyDecided, ValidationFailed, VersionChanged
+from bot.schedule_service import ScheduleService
 from bot.schemas import SubmitBody
 from bot.serialize import request_json
 from bot.settings import Settings
@@ -82,6 +84,7 @@ class ApprovalMachine(RuleBasedStateMachine):
         self.db, self.service, _tokens, _metrics = build_core(
             Settings(database_url=f"sqlite:///{self.tmp / 'signoff.db'}"), config=Config(), clock=self.clock
         )
+        self.schedule = ScheduleService(service=self.service, slack_enabled=False)
         self.model: dict[str, Model] = {}
         self.first_terminal: dict[str, tuple[Any, ...]] = {}
 
@@ -216,6 +219,15 @@ class ApprovalMachine(RuleBasedStateMachine):
         for rid in overdue:
             assert self._expire_if_overdue(self.model[rid]) or self.model[rid].status == "expired"
         assert {rid for rid, (req, _, _) in self._stored().items() if req.status == "expired"} >= overdue
+
+    @rule()
+    def scheduler_sweep(self) -> None:
+        """The scheduler's own (bulk) expiry sweep must agree with the service's."""
+        overdue = {rid for rid, (req, _, _) in self._stored().items()
+                   if req.status == "pending" and req.expires_at <= self.clock.now()}
+        assert self.run(self.schedule.expire_due()) == len(overdue)
+        for rid in overdue:
+            assert self._expire_if_overdue(self.model[rid]) or self.model[rid].status == "expired"
 
     @rule(rid=requests)
     def read(self, rid: str) -> None:
