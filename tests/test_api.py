@@ -199,6 +199,34 @@ async def test_invalid_json_gets_400(live: Live) -> None:
             assert_error(await r.json(), "bad_request")
 
 
+async def test_inputs_postgres_cannot_store_are_refused_not_500(live: Live) -> None:
+    """Each of these once answered 500 on PostgreSQL; both stores refuse them the same way."""
+    headers = {**live.auth(), "Content-Type": "application/json"}
+    for raw, status, field in (
+        ('{"action": {"tool": "t", "args": {"a": NaN}}}', 400, None),
+        ('{"action": {"tool": "t", "args": {"a": -Infinity}}}', 400, None),
+        ('{"action": {"tool": "t", "args": {"a": "x\\u0000y"}}}', 422, "action.args.a"),
+        ('{"action": {"tool": "t", "args": {"k\\u0000": 1}}}', 422, None),
+        ('{"action": {"tool": "t"}, "context": {"summary": "\\u0000"}}', 422, "context.summary"),
+        ('{"action": {"tool": "t"}, "idempotency_key": "a\\u0000"}', 422, "idempotency_key"),
+        ('{"action": {"tool": "t", "args": ' + '{"a": ' * 70 + "1" + "}" * 70 + "}}", 422, "action.args"),
+        ('{"action": {"tool": "t"}, "callback_url": "https://' + "a" * 2100 + '.example.com/"}', 422,
+         "callback_url"),
+    ):
+        async with live.http.post(live.url + "/v1/requests", data=raw, headers=headers) as r:
+            out = await r.json()
+            assert r.status == status, (raw[:80], out)
+            assert_error(out, "bad_request" if status == 400 else "validation_failed", field=field)
+    req = await live.submit(body())
+    status, out = await decide(live, req["id"], "reject", name="Dana\u0000", feedback="no")
+    assert status == 422, out
+    status, out = await live.call("GET", "/v1/requests?tool=%00", token=live.reviewer_token)
+    assert status == 422
+    assert_error(out, "validation_failed", field="tool")
+    status, out = await live.call("GET", f"/v1/requests/{req['id']}")
+    assert out["status"] == "pending"  # nothing was applied
+
+
 async def test_body_must_be_an_object(live: Live) -> None:
     for raw in ("[1, 2]", '"text"', "42", "null"):
         async with live.http.post(live.url + "/v1/requests", data=raw,
