@@ -528,6 +528,19 @@ async def test_edit_under_quorum_bumps_version_and_counts_as_editors_approval(li
     assert out["version"] == 2
 
 
+async def test_quorum_edits_that_restore_the_args_end_approved_not_modified(live: Live) -> None:
+    req = await live.submit(body(required_approvals=2))
+    changed = {**EMAIL["args"], "subject": "Changed"}
+    status, out = await decide(live, req["id"], "edit", name="Dana", args=changed)
+    assert status == 200 and out["version"] == 2
+    status, out = await decide(live, req["id"], "edit", name="Lee", args=EMAIL["args"])
+    assert status == 200 and out["version"] == 3 and out["status"] == "pending"
+    status, out = await decide(live, req["id"], "approve", name="Dana", version=3)
+    assert status == 200
+    assert out["status"] == "approved"
+    assert out["final_args"] == out["action"]["args"] == EMAIL["args"]
+
+
 async def test_reject_under_quorum_rejects_at_once(live: Live) -> None:
     req = await live.submit(body(required_approvals=3))
     await decide(live, req["id"], "approve", name="Dana")
