@@ -96,7 +96,7 @@ class ScheduleService:
                 for i in range(0, len(ids), 200):
                     await repo.notify(s, channel=NOTIFY_CHANNEL, payload=",".join(ids[i : i + 200]))
             if ids:
-                self.service.waiters.publish(ids)
+                self.service.waiters.publish(ids, {pub["id"]: pub for pub in publics})  # no re-read per waiter
                 self.service.outbox_wakeup.set()
                 for pub in publics:
                     self.service.hooks.terminal(pub)

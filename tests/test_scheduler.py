@@ -43,6 +43,18 @@ async def test_expires_at_its_deadline_and_queues_the_card_update(db_url: str) -
         assert await core.schedule.expire_due() == 0  # idempotent
 
 
+async def test_a_waiting_agent_learns_of_the_expiry_from_the_sweep(db_url: str) -> None:
+    async with open_core(db_url) as core:
+        req = await core.submit(timeout_s=600)
+        waiting = asyncio.create_task(core.service.wait(request_id=req["id"], timeout_s=60))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        core.clock.advance(600)  # the fake clock moves; the waiter's own 60 s timer (real time) has not run out
+        assert await core.schedule.expire_due() == 1
+        got = await asyncio.wait_for(waiting, timeout=10)
+        assert got["status"] == "expired" and got["decision"]["by"]["via"] == "scheduler"
+
+
 async def test_route_and_request_timeouts_override_the_default(db_url: str) -> None:
     cfg = config(timeouts={"default_s": 1800}, routes=[{"match": {"tool": "deploy*"}, "timeout_s": 300}])
     async with open_core(db_url, cfg) as core:
