@@ -9,31 +9,38 @@ from slack_bolt.async_app import AsyncApp
 from bot import blocks
 from bot.ids import Action
 from bot.review import SlackReview
-from handlers.common import clicker
+from handlers.common import answers_errors, clicker
 
 
 def register(app: AsyncApp, review: SlackReview) -> None:
     @app.action(Action.APPROVE)
-    async def approve(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any) -> None:
+    @answers_errors
+    async def approve(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any, client: Any) -> None:
         await ack()
         req = await review.decide(action["value"], clicker(body), kind="approve")
         if (body.get("container") or {}).get("is_ephemeral"):  # a `/signoff show` card: show the decision there
             await respond(replace_original=True, **blocks.approval_card(req, now=review.service.clock.now()))
 
     @app.action(Action.EDIT)
-    async def edit(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any) -> None:
+    @answers_errors
+    async def edit(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any,
+                   respond: Any) -> None:
         await ack()
         req = await review.open_for(action["value"], clicker(body), kind="edit")
         await client.views_open(trigger_id=body["trigger_id"], view=blocks.edit_modal(req))
 
     @app.action(Action.REJECT)
-    async def reject(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any) -> None:
+    @answers_errors
+    async def reject(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any,
+                   respond: Any) -> None:
         await ack()
         req = await review.open_for(action["value"], clicker(body), kind="reject")
         await client.views_open(trigger_id=body["trigger_id"], view=blocks.reject_modal(req))
 
     @app.action(Action.VIEW_FULL)
-    async def view_full(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any) -> None:
+    @answers_errors
+    async def view_full(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any,
+                   respond: Any) -> None:
         await ack()
         request_id, field = blocks.parse_view_full_value(action["value"])
         req = await review.load(request_id)

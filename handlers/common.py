@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.errors import SignoffError
@@ -16,6 +18,24 @@ def clicker(body: dict[str, Any]) -> Clicker:
     team = (body.get("team") or {}).get("id") or user.get("team_id")
     return Clicker(user_id=user.get("id") or body.get("user_id", ""), team_id=team,
                    username=user.get("username") or user.get("name") or body.get("user_name"))
+
+
+def answers_errors(listener: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """Answer a listener's failure from inside the listener.
+
+    Bolt (1.30, async, ``process_before_response=False``) drops the HTTP ack when a listener raises within
+    about 10 ms of acking, and Slack then sees a 404; so a listener that acks first must not raise. Bolt reads
+    the arguments to inject from the wrapped function, so the listener still asks for what it needs (ask for
+    ``respond`` and ``client`` so the error can be shown)."""
+
+    @functools.wraps(listener)
+    async def run(**kwargs: Any) -> None:
+        try:
+            await listener(**kwargs)
+        except Exception as e:
+            await on_error(e, kwargs.get("body") or {}, kwargs.get("respond"), kwargs.get("client"))
+
+    return run
 
 
 async def on_error(error: Exception, body: dict[str, Any], respond: Any = None, client: Any = None) -> None:

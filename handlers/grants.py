@@ -10,12 +10,14 @@ from bot import blocks, blocks_grants
 from bot.errors import SignoffError
 from bot.ids import Action, Block, View
 from bot.review import SlackReview
-from handlers.common import clicker
+from handlers.common import answers_errors, clicker
 
 
 def register(app: AsyncApp, review: SlackReview) -> None:
     @app.action(Action.APPROVE_GRANT)
-    async def open_grant(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any) -> None:
+    @answers_errors
+    async def open_grant(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any,
+                         respond: Any) -> None:
         await ack()
         req = await review.open_for(action["value"], clicker(body), kind="approve")
         await client.views_open(trigger_id=body["trigger_id"], view=blocks_grants.grant_modal(req))
@@ -33,6 +35,7 @@ def register(app: AsyncApp, review: SlackReview) -> None:
         await ack()
 
     @app.action(Action.REVOKE_GRANT)
+    @answers_errors
     async def revoke(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any) -> None:
         await ack()
         await review.revoke_grant(action["value"], clicker(body))

@@ -290,3 +290,18 @@ async def test_restart_delivers_undelivered_cards(db_url: str) -> None:
         finally:
             await again.live.http.close()
             await again.live.app.stop()
+
+
+async def test_a_click_that_fails_at_once_is_still_acknowledged(sl: SlackLive) -> None:
+    """A listener failing right after its ack must not lose the ack (Slack would show the user an error)."""
+    for _ in range(5):
+        url = sl.slack.response_url(channel=CHANNEL, user=DANA)
+        click = block_action(action_id=Action.APPROVE, value="req_00000000000000000000000000", user_id=DANA,
+                             channel=CHANNEL, response_url=url)
+        reply = await sl.send(click)
+        assert reply.status == 200
+        for _ in range(100):
+            if sl.slack.response_posts(url):
+                break
+            await asyncio.sleep(0.02)
+        assert "no request with id" in sl.slack.response_posts(url)[-1].params["text"]
