@@ -28,8 +28,9 @@ lint: $(STAMP_DEV)
 typecheck: $(STAMP_DEV)
 	$(BIN)/mypy
 
+# Four workers on two cores: most tests wait on sockets, subprocesses and PostgreSQL rather than compute.
 unit: $(STAMP_DEV)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 4
 
 test: lint typecheck unit
 
