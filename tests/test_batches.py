@@ -16,20 +16,14 @@ from bot.ids import Action, Block, View
 from signoff import AsyncSignoff, Signoff
 from storage import repository as repo
 from tests.support.fakeslack import Message
-from tests.support.slack_live import CHANNEL, DANA, ERIN, MALLORY, SlackLive, fake_slack, start_slack_live
+from tests.support.slack_live import CHANNEL, DANA, ERIN, MALLORY, SlackLive, slack_app
 from tests.support.slack_requests import block_action, view_submission
 
 
 @pytest.fixture
 async def sl(db_url: str) -> AsyncIterator[SlackLive]:
-    async with fake_slack() as slack:
-        s = await start_slack_live(db_url, slack)
-        try:
-            yield s
-        finally:
-            await s.live.http.close()
-            await s.live.app.stop()
-        slack.assert_no_breaches()
+    async with slack_app(db_url) as s:
+        yield s
 
 
 def _actions(n: int, **extra: Any) -> list[dict[str, Any]]:

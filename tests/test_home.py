@@ -13,20 +13,14 @@ import pytest
 
 from bot.ids import Action
 from storage import repository as repo
-from tests.support.slack_live import DANA, MALLORY, SlackLive, fake_slack, start_slack_live
+from tests.support.slack_live import DANA, MALLORY, SlackLive, slack_app
 from tests.support.slack_requests import app_home_opened, block_action, event_callback
 
 
 @pytest.fixture
 async def sl(db_url: str) -> AsyncIterator[SlackLive]:
-    async with fake_slack() as slack:
-        s = await start_slack_live(db_url, slack)
-        try:
-            yield s
-        finally:
-            await s.live.http.close()
-            await s.live.app.stop()
-        slack.assert_no_breaches()
+    async with slack_app(db_url) as s:
+        yield s
 
 
 def _waiting(view: dict[str, Any]) -> list[str]:

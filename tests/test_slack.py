@@ -11,20 +11,24 @@ from typing import Any
 import pytest
 
 from bot.ids import Action, Block, View
-from tests.support.slack_live import CHANNEL, DANA, ERIN, MALLORY, OLIVER, SlackLive, fake_slack, start_slack_live
+from tests.support.slack_live import (
+    CHANNEL,
+    DANA,
+    ERIN,
+    MALLORY,
+    OLIVER,
+    SlackLive,
+    fake_slack,
+    slack_app,
+    start_slack_live,
+)
 from tests.support.slack_requests import block_action, event_callback, view_submission
 
 
 @pytest.fixture
 async def sl(db_url: str) -> AsyncIterator[SlackLive]:
-    async with fake_slack() as slack:
-        s = await start_slack_live(db_url, slack)
-        try:
-            yield s
-        finally:
-            await s.live.http.close()
-            await s.live.app.stop()
-        slack.assert_no_breaches()
+    async with slack_app(db_url) as s:
+        yield s
 
 
 def _actions(blocks: list[dict[str, Any]]) -> list[str]:

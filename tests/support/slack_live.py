@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,3 +69,16 @@ async def start_slack_live(db_url: str, slack: FakeSlack, *, config: Config | No
         slack_api_url=slack.api_url,
     )
     return SlackLive(live, slack)
+
+
+@asynccontextmanager
+async def slack_app(db_url: str, **kw: Any) -> AsyncIterator[SlackLive]:
+    """A live app on a fresh fake Slack; stops both and checks no Block Kit limit was breached."""
+    async with fake_slack() as slack:
+        s = await start_slack_live(db_url, slack, **kw)
+        try:
+            yield s
+        finally:
+            await s.live.http.close()
+            await s.live.app.stop()
+        slack.assert_no_breaches()
