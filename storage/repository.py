@@ -197,17 +197,11 @@ async def approvers_of(session: AsyncSession, *, request_id: str, version: int) 
 
 async def claim_overdue(session: AsyncSession, *, now: datetime, limit: int, reason: str) -> list[Request]:
     """Finalise up to ``limit`` overdue pending requests as expired; return them. Safe on many replicas."""
-    due = (
-        select(Request.id)
-        .where(Request.status == "pending", Request.expires_at <= now)
-        .order_by(Request.expires_at)
-        .limit(limit)
-    )
-    if _is_pg(session):
-        due = due.with_for_update(skip_locked=True)
+    due = _locked(session, select(Request.id).where(Request.status == "pending", Request.expires_at <= now)
+                  .order_by(Request.expires_at).limit(limit))
     stmt = (
         update(Request)
-        .where(Request.id.in_(due.scalar_subquery()), Request.status == "pending")
+        .where(*_claimed(session, Request.id, due, Request.status == "pending"))
         .values(
             status="expired",
             decision_kind="expire",
@@ -336,11 +330,9 @@ async def claim_outbox(
         .order_by(OutboxItem.id)
         .limit(limit)
     )
-    if _is_pg(session):
-        due = due.with_for_update(skip_locked=True)
     stmt = (
         update(OutboxItem)
-        .where(OutboxItem.id.in_(due.scalar_subquery()))
+        .where(*_claimed(session, OutboxItem.id, _locked(session, due)))
         .values(locked_until=now + timedelta(seconds=lease_s), attempts=OutboxItem.attempts + 1)
         .returning(OutboxItem.id)
         .execution_options(synchronize_session=False)
@@ -491,6 +483,11 @@ async def set_slack_message(
 # follow-up writes happen in the same transaction.
 
 
+def _locked(session: AsyncSession, due: Any) -> Any:
+    """On PostgreSQL a claim's rows are locked and rows other replicas hold are skipped."""
+    return due.with_for_update(skip_locked=True) if _is_pg(session) else due
+
+
 def _claimed(session: AsyncSession, column: Any, due: Any, *guards: Any) -> list[Any]:
     """The WHERE clause of a claim: ``column`` is one of the ids ``due`` picks, and ``guards`` still hold.
 
@@ -539,8 +536,7 @@ async def expire_overdue_rows(
         .order_by(Request.expires_at)
         .limit(limit)
     )
-    if _is_pg(session):
-        due = due.with_for_update(skip_locked=True)
+    due = _locked(session, due)
     table = Request.metadata.tables["requests"]
     stmt = (
         update(table)
@@ -583,8 +579,7 @@ async def claim_reminders(
         .order_by(Request.remind_at)
         .limit(limit)
     )
-    if _is_pg(session):
-        due = due.with_for_update(skip_locked=True)
+    due = _locked(session, due)
     was_due = {rid: at for rid, at in (await session.execute(due)).all() if at is not None}
     if not was_due:
         return []
@@ -607,23 +602,10 @@ async def set_next_reminders(session: AsyncSession, *, due: Sequence[tuple[str, 
 
 async def claim_escalations(session: AsyncSession, *, now: datetime, limit: int) -> list[Request]:
     """Mark up to ``limit`` requests due for escalation as escalated now; return them."""
-    due = (
-        select(Request.id)
-        .where(Request.status == "pending", Request.escalate_at <= now, Request.escalated_at.is_(None),
-               Request.expires_at > now)
-        .order_by(Request.escalate_at)
-        .limit(limit)
+    return await _claim_marking(
+        session, Request.escalated_at, now=now, limit=limit, order_by=Request.escalate_at,
+        where=[Request.escalate_at <= now, Request.expires_at > now],
     )
-    if _is_pg(session):
-        due = due.with_for_update(skip_locked=True)
-    stmt = (
-        update(Request)
-        .where(*_claimed(session, Request.id, due, Request.status == "pending", Request.escalated_at.is_(None)))
-        .values(escalated_at=now)
-        .returning(Request.id)
-        .execution_options(synchronize_session=False)
-    )
-    return await _load(session, [r[0] for r in (await session.execute(stmt)).all()])
 
 
 async def claim_extensions(
@@ -631,19 +613,23 @@ async def claim_extensions(
 ) -> list[Request]:
     """Claim up to ``limit`` ``on_expiry: escalate`` requests whose deadline is at or before ``until`` and was
     never extended (marks them extended; the caller moves the deadline)."""
-    due = (
-        select(Request.id)
-        .where(Request.status == "pending", Request.on_expiry == "escalate", Request.extended_at.is_(None),
-               Request.expires_at <= until)
-        .order_by(Request.expires_at)
-        .limit(limit)
+    return await _claim_marking(
+        session, Request.extended_at, now=now, limit=limit, order_by=Request.expires_at,
+        where=[Request.on_expiry == "escalate", Request.expires_at <= until],
     )
-    if _is_pg(session):
-        due = due.with_for_update(skip_locked=True)
+
+
+async def _claim_marking(
+    session: AsyncSession, mark: Any, *, now: datetime, limit: int, order_by: Any, where: list[Any]
+) -> list[Request]:
+    """Claim pending requests whose ``mark`` column is unset and that meet ``where``: set ``mark`` to now in
+    one conditional UPDATE (the compare-and-set that keeps replicas from doing the same work twice)."""
+    due = _locked(session, select(Request.id).where(Request.status == "pending", mark.is_(None), *where)
+                  .order_by(order_by).limit(limit))
     stmt = (
         update(Request)
-        .where(*_claimed(session, Request.id, due, Request.status == "pending", Request.extended_at.is_(None)))
-        .values(extended_at=now)
+        .where(*_claimed(session, Request.id, due, Request.status == "pending", mark.is_(None)))
+        .values({mark.key: now})
         .returning(Request.id)
         .execution_options(synchronize_session=False)
     )
