@@ -24,6 +24,7 @@ Semantics (written down here because operators rely on them when they write allo
 
 from __future__ import annotations
 
+import abc
 import fnmatch
 import functools
 import operator
@@ -93,7 +94,7 @@ def _every(elem: Test, values: Sequence[Any]) -> bool:
     return True
 
 
-class Op:
+class Op(abc.ABC):
     """One operator of an argument spec (``gt: 500``); ``test`` applies it to a whole argument value."""
 
     __slots__ = ("name", "operand", "test")
@@ -106,9 +107,9 @@ class Op:
     def describe(self) -> str:
         return f"{self.name} {self.operand!r}"
 
+    @abc.abstractmethod
     def why_not(self, value: Any) -> str:
         """Why the operator does not hold for ``value`` (called only when it does not)."""
-        raise NotImplementedError
 
 
 class Leaf(Op):

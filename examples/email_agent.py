@@ -49,7 +49,7 @@ class ScriptedModel(Model):
                              response_id=None)
 
     def stream_response(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("this scripted model does not stream")
+        raise RuntimeError("this scripted model does not stream; run the agent without streaming")
 
 
 def reply(text: str) -> ModelResponse:

@@ -47,7 +47,7 @@ class ScriptedModel(Model):
         return ModelResponse(output=[out], usage=Usage(), response_id=None)
 
     def stream_response(self, *a: Any, **kw: Any) -> Any:
-        raise NotImplementedError("the scripted model does not stream")
+        raise RuntimeError("the scripted model does not stream; run the agent without streaming")
 
 
 def email_tool(sent: list[dict[str, Any]]) -> FunctionTool:
