@@ -12,6 +12,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -25,6 +26,7 @@ from bot.outbox import GiveUp, RetryLater
 from storage.models import OutboxItem
 
 HOME = "slack.home"
+HOME_DEBOUNCE_S = 2
 DECISIONS = frozenset({"approved-by", "approved", "modified", "rejected", "edited"})
 PERMANENT = {"not_enabled", "user_not_found", "invalid_auth", "account_inactive", "token_revoked", "missing_scope"}
 
@@ -50,8 +52,17 @@ class HomeEffects:
         if user is None:
             return []
         rid = change.request.get("id")
-        return [OutboxRow(kind=HOME, key=f"{HOME}:{user}:{secrets.token_hex(8)}", request_id=rid,
-                          payload={"user_id": user})]
+        decided = change.request.get("decided_at")
+        if not decided:
+            return [OutboxRow(kind=HOME, key=f"{HOME}:{user}:{secrets.token_hex(8)}", request_id=rid,
+                              payload={"user_id": user})]
+        # One refresh per reviewer per few seconds, however many decisions they make in them: rebuilding a Home
+        # tab reads their whole queue, and doing that per click slowed the clicks themselves.
+        at = datetime.fromisoformat(decided.replace("Z", "+00:00"))
+        bucket = int(at.timestamp() // HOME_DEBOUNCE_S)
+        not_before = datetime.fromtimestamp((bucket + 1) * HOME_DEBOUNCE_S, tz=UTC)
+        return [OutboxRow(kind=HOME, key=f"{HOME}:{user}:{bucket}", request_id=rid, payload={"user_id": user},
+                          not_before=not_before)]
 
 
 class HomeDelivery:
