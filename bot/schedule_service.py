@@ -13,8 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 from bot.clock import iso
 from bot.config import Digest
@@ -26,8 +25,7 @@ from bot.errors import NotFound
 from bot.ladder import extended_deadline, next_reminder
 from bot.schedule_blocks import age_text, escalation_post, escalation_reply, extension_reply, reminder_reply
 from bot.serialize import request_json
-from bot.service import EXPIRY_REASON, ApprovalService, _expiry_reason
-from bot.waiters import NOTIFY_CHANNEL
+from bot.service import ApprovalService
 from storage import repository as repo
 from storage.models import Request
 
@@ -37,7 +35,6 @@ SLACK_MESSAGE = "slack.message"
 SCHEDULER = Actor("scheduler", "signoff", "scheduler")
 BATCH = 500
 # Bigger batches expire a burst faster; each holds SQLite's write lock for a fraction of a second.
-EXPIRE_BATCH = 1000
 # ``on_expiry: escalate`` is applied this long before the deadline, so that no reader ever sees the request
 # past its first deadline (where it would already read as expired); more than one expiry-sweep interval.
 EXTEND_LEAD_S = 3.0
@@ -59,14 +56,13 @@ class DigestOutcome:
 
 class ScheduleService:
     def __init__(self, *, service: ApprovalService, slack_enabled: bool, batch: int = BATCH,
-                 expire_batch: int = EXPIRE_BATCH, extend_lead_s: float = EXTEND_LEAD_S) -> None:
+                 extend_lead_s: float = EXTEND_LEAD_S) -> None:
         self.service = service
         self.db = service.db
         self.clock = service.clock
         self.config = service.config
         self.slack_enabled = slack_enabled
         self.batch = batch
-        self.expire_batch = expire_batch
         self.extend_lead = timedelta(seconds=extend_lead_s)
 
     # --- expiry -------------------------------------------------------------------------------------------
@@ -74,35 +70,7 @@ class ScheduleService:
     async def expire_due(self) -> int:
         """Apply ``on_expiry: escalate`` to requests at their first deadline, then expire what is overdue."""
         await self.extend_due()
-        return await self.expire_overdue()
-
-    async def expire_overdue(self) -> int:
-        """The sweep's bulk expiry: what ``ApprovalService._expire_in`` does for one request at a decision,
-        for thousands at once (one UPDATE … RETURNING per batch, no ORM objects, bulk audit and outbox)."""
-        total = 0
-        while True:
-            async with self.db.write() as s:
-                now = self.clock.now()
-                rows = await repo.expire_overdue_rows(s, now=now, limit=self.expire_batch, reason=EXPIRY_REASON)
-                ids = [r.id for r in rows]
-                labels, approvals = await repo.labels_and_approvals(s, ids=ids)
-                views = [_RequestView(r, labels.get(r.id, ()), approvals.get(r.id, [])) for r in rows]
-                publics = [request_json(cast(Request, v)) for v in views]
-                await repo.add_audit(s, events=[
-                    _event(v.id, "expired", now, {"reason": _expiry_reason(cast(Request, v)),
-                                                  "expires_at": iso(v.expires_at)}) for v in views])
-                await repo.add_outbox(s, items=[row for pub in publics
-                                                for row in self._plan(Change("expired", pub), now)])
-                for i in range(0, len(ids), 200):
-                    await repo.notify(s, channel=NOTIFY_CHANNEL, payload=",".join(ids[i : i + 200]))
-            if ids:
-                self.service.waiters.publish(ids, {pub["id"]: pub for pub in publics})  # no re-read per waiter
-                self.service.outbox_wakeup.set()
-                for pub in publics:
-                    self.service.hooks.terminal(pub)
-            total += len(ids)
-            if len(ids) < self.expire_batch:
-                return total
+        return await self.service.expire_due()
 
     async def startup_sweep(self) -> None:
         """Everything overdue after downtime, at once: run before the server answers its first request."""
@@ -311,19 +279,6 @@ class ScheduleService:
         payload = {"channel": channel or req.channel, "text": message["text"], "blocks": message["blocks"],
                    "thread_of": req.id if thread else None, "link_card": req.id if link_card else None}
         return OutboxRow(kind=SLACK_MESSAGE, key=key, payload=payload, request_id=req.id).to_row(now)
-
-
-@dataclass(frozen=True)
-class _LabelView:
-    label: str
-
-
-class _RequestView(SimpleNamespace):
-    """A request row from ``UPDATE … RETURNING`` with its labels and approvals, read like the ORM object by
-    ``request_json`` (building thousands of ORM objects would be most of a mass expiry's cost)."""
-
-    def __init__(self, row: Any, labels: Sequence[str], approvals: list[Any]) -> None:
-        super().__init__(**row._mapping, labels=[_LabelView(lb) for lb in labels], approvals=approvals)
 
 
 def _event(rid: str | None, kind: str, at: datetime, data: dict[str, Any]) -> dict[str, Any]:

@@ -195,34 +195,6 @@ async def approvers_of(session: AsyncSession, *, request_id: str, version: int) 
     return [r[0] for r in (await session.execute(stmt)).all()]
 
 
-async def claim_overdue(session: AsyncSession, *, now: datetime, limit: int, reason: str) -> list[Request]:
-    """Finalise up to ``limit`` overdue pending requests as expired; return them. Safe on many replicas."""
-    due = _locked(session, select(Request.id).where(Request.status == "pending", Request.expires_at <= now)
-                  .order_by(Request.expires_at).limit(limit))
-    stmt = (
-        update(Request)
-        .where(*_claimed(session, Request.id, due, Request.status == "pending"))
-        .values(
-            status="expired",
-            decision_kind="expire",
-            decided_via="scheduler",
-            decided_by_id="scheduler",
-            decided_by_name="signoff",
-            decided_at=Request.expires_at,  # the deadline, as reads showed it before this sweep ran
-            feedback=reason,
-        )
-        .returning(Request.id)
-        .execution_options(synchronize_session=False)
-    )
-    ids = [r[0] for r in (await session.execute(stmt)).all()]
-    if not ids:
-        return []
-    rows = await session.execute(
-        select(Request).where(Request.id.in_(ids)).execution_options(populate_existing=True)
-    )
-    return list(rows.scalars().all())
-
-
 async def set_channel(session: AsyncSession, *, request_id: str, channel: str | None) -> None:
     await session.execute(
         update(Request).where(Request.id == request_id).values(channel=channel)
