@@ -9,7 +9,7 @@ from slack_bolt.async_app import AsyncApp
 from bot import blocks
 from bot.ids import Action
 from bot.review import SlackReview
-from handlers.common import answers_errors, clicker
+from handlers.common import answers_errors, clicker, modal_opener
 
 
 def register(app: AsyncApp, review: SlackReview) -> None:
@@ -21,21 +21,8 @@ def register(app: AsyncApp, review: SlackReview) -> None:
         if (body.get("container") or {}).get("is_ephemeral"):  # a `/signoff show` card: show the decision there
             await respond(replace_original=True, **blocks.approval_card(req, now=review.service.clock.now()))
 
-    @app.action(Action.EDIT)
-    @answers_errors
-    async def edit(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any,
-                   respond: Any) -> None:
-        await ack()
-        req = await review.open_for(action["value"], clicker(body), kind="edit")
-        await client.views_open(trigger_id=body["trigger_id"], view=blocks.edit_modal(req))
-
-    @app.action(Action.REJECT)
-    @answers_errors
-    async def reject(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any,
-                   respond: Any) -> None:
-        await ack()
-        req = await review.open_for(action["value"], clicker(body), kind="reject")
-        await client.views_open(trigger_id=body["trigger_id"], view=blocks.reject_modal(req))
+    app.action(Action.EDIT)(modal_opener(review, "edit", blocks.edit_modal))
+    app.action(Action.REJECT)(modal_opener(review, "reject", blocks.reject_modal))
 
     @app.action(Action.VIEW_FULL)
     @answers_errors

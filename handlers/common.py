@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.errors import SignoffError
-from bot.review import Clicker
+from bot.review import Clicker, SlackReview
 
 log = logging.getLogger("signoff.handlers")
 
@@ -36,6 +36,20 @@ def answers_errors(listener: Callable[..., Awaitable[None]]) -> Callable[..., Aw
             await on_error(e, kwargs.get("body") or {}, kwargs.get("respond"), kwargs.get("client"))
 
     return run
+
+
+def modal_opener(review: SlackReview, kind: str,
+                 build: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[..., Awaitable[None]]:
+    """A button that opens a modal on its request (Edit, Reject, Approve + allow): ack, check the clicker may
+    decide, open the view while the trigger is fresh."""
+
+    @answers_errors
+    async def open_modal(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any, respond: Any) -> None:
+        await ack()
+        req = await review.open_for(action["value"], clicker(body), kind=kind)
+        await client.views_open(trigger_id=body["trigger_id"], view=build(req))
+
+    return open_modal
 
 
 async def on_error(error: Exception, body: dict[str, Any], respond: Any = None, client: Any = None) -> None:

@@ -10,17 +10,11 @@ from bot import blocks, blocks_grants
 from bot.errors import SignoffError
 from bot.ids import Action, Block, View
 from bot.review import SlackReview
-from handlers.common import answers_errors, clicker
+from handlers.common import answers_errors, clicker, modal_opener
 
 
 def register(app: AsyncApp, review: SlackReview) -> None:
-    @app.action(Action.APPROVE_GRANT)
-    @answers_errors
-    async def open_grant(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any,
-                         respond: Any) -> None:
-        await ack()
-        req = await review.open_for(action["value"], clicker(body), kind="approve")
-        await client.views_open(trigger_id=body["trigger_id"], view=blocks_grants.grant_modal(req))
+    app.action(Action.APPROVE_GRANT)(modal_opener(review, "approve", blocks_grants.grant_modal))
 
     @app.view(View.GRANT)
     async def grant_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
