@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -45,19 +45,17 @@ class Tuning:
     stop_grace_s: float = 5.0
     run_scheduler: bool = True
     nudge_every_s: float = 2.0  # reminder and escalation sweeps
-    extra_effects: list[Effects] = field(default_factory=list)
 
 
-def build_core(settings: Settings, *, config: Config | None = None, clock: Clock | None = None,
-               tuning: Tuning | None = None) -> tuple[Database, ApprovalService, Tokens, Metrics]:
+def build_core(settings: Settings, *, config: Config | None = None,
+               clock: Clock | None = None) -> tuple[Database, ApprovalService, Tokens, Metrics]:
     """The database-backed core without any server: what the CLI and the app share."""
-    tuning = tuning or Tuning()
     config = config if config is not None else load_config(settings.config_path)
     clock = clock or SystemClock()
     db = Database(settings.database_url)
     metrics = Metrics()
     hooks = ServiceHooks(on_submitted=[metrics.on_submitted], on_terminal=[metrics.on_terminal])
-    effects: list[Effects] = [WebhookEffects(), *tuning.extra_effects]
+    effects: list[Effects] = [WebhookEffects()]
     if settings.slack_enabled:
         from bot.home import HomeEffects
         from bot.slack_delivery import SlackEffects
@@ -103,7 +101,7 @@ class SignoffApp:
         self.tuning = tuning or Tuning()
         self.clock = clock or SystemClock()
         self.db, self.service, self.tokens, self.metrics = build_core(
-            settings, config=config, clock=self.clock, tuning=self.tuning)
+            settings, config=config, clock=self.clock)
         self.schedule = build_schedule(settings, self.service)
         self.batches = BatchService(service=self.service, slack_enabled=settings.slack_enabled)
         self.outbox = OutboxWorker(

@@ -59,16 +59,12 @@ class WebhookEffects:
         if not url or not is_terminal(req["status"]) or change.kind in ("labels", "result"):
             return []
         event_type = f"request.{req['status']}"
-        body = {"type": event_type, "timestamp": req.get("decided_at"), "data": _public(req)}
+        body = {"type": event_type, "timestamp": req.get("decided_at"), "data": public_request(req)}
         msg_id = f"msg_{req['id']}_{req['status']}"
         return [OutboxRow(kind=self.KIND, key=msg_id, request_id=req["id"],
                           payload={"url": url, "id": msg_id, "body": body})]
 
 
-def _public(req: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in req.items() if k != "callback_url"}
-
-
 def public_request(req: dict[str, Any]) -> dict[str, Any]:
     """The request JSON as agents see it (the callback URL stays private to the server)."""
-    return _public(req)
+    return {k: v for k, v in req.items() if k != "callback_url"}

@@ -40,8 +40,3 @@ async def upgrade(db: Database) -> str | None:
 
     async with db.engine.begin() as conn:
         return await conn.run_sync(_run)
-
-
-async def current_revisions(db: Database) -> tuple[str, ...]:
-    async with db.engine.connect() as conn:
-        return await conn.run_sync(lambda c: tuple(MigrationContext.configure(c).get_current_heads()))
