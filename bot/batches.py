@@ -73,12 +73,12 @@ class BatchService:
         svc = self.service
         # The request-level steps (routing, policy, grants, budgets, outbox planning) are the service's own,
         # run here inside the batch's transaction so that the whole batch is committed or nothing.
-        prepared = [svc._prepare(agent=agent, body=item) for item in items]
+        prepared = [svc.prepare(agent=agent, body=item) for item in items]
         # One card, so one channel: the shared one, else where the first item waiting for review would go.
         channel = next((p.row["channel"] for p in prepared if p.row["status"] == "pending" and p.row["channel"]),
                        None)
         prepared = [p if p.row["status"] != "pending" or p.row["channel"] == channel else
-                    svc._prepare(agent=agent, body=item.model_copy(update={"channel": channel}))
+                    svc.prepare(agent=agent, body=item.model_copy(update={"channel": channel}))
                     for p, item in zip(prepared, items, strict=True)]
         now = self.clock.now()
         bid = domain.new_id("bat_", now)
@@ -98,13 +98,13 @@ class BatchService:
                                               "use a new key for a new batch")
                 return await self._json(s, existing, now), False
             await repo.insert_requests(s, rows=[{**p.row, "batch_id": bid} for p in prepared])
-            await svc._take_budgets(s, prepared, now)
+            await s.run_sync(lambda sync: svc.take_budgets(sync.connection(), prepared, now))
             await repo.insert_labels(s, pairs=[(p.row["id"], lb) for p in prepared for lb in p.labels])
             batched = [_event(rid, "batched", Actor(agent, agent, "api"), now, {"batch_id": bid, "index": i})
                        for i, rid in enumerate(ids)]
             await repo.add_audit(s, events=[e for p in prepared for e in p.audit] + batched)
             # Items waiting for review are listed on the batch card instead of getting a card each.
-            rows = [r for p in prepared for c in svc._changes(p) for r in svc._plan(c)
+            rows = [r for p in prepared for c in svc.changes(p) for r in svc.plan(c)
                     if not (r.kind == CARD_POST and p.row["status"] == "pending")]
             if any(p.row["status"] == "pending" for p in prepared):
                 rows += self._card_rows(bid, channel, len(ids))

@@ -75,7 +75,7 @@ class CardLabels:
             if added:
                 data = {"added": [esc.label], "removed": []}
                 events.append(_event(request_id, "labels", actor, now, data))
-                rows += svc._plan(Change("labels", public, extra=data))
+                rows += svc.plan(Change("labels", public, extra=data))
             if won:
                 events.append(_event(request_id, "escalated", actor, now, {
                     "reason": "reviewer", "label": esc.label, "channel": esc.channel, "mention": list(esc.mention)}))

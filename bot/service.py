@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot import domain
 from bot.clock import Clock
@@ -29,9 +29,13 @@ from bot.schemas import SubmitBody
 from bot.serialize import request_json
 from bot.waiters import NOTIFY_CHANNEL, Waiters
 from storage import repository as repo
+from storage import writes
 from storage.db import Database
 from storage.models import Request
 from storage.repository import ListFilter
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 log = logging.getLogger("signoff.service")
 
@@ -101,7 +105,7 @@ class ApprovalService:
     # --- submit -----------------------------------------------------------------------------------------
 
     async def submit(self, *, agent: str, body: SubmitBody) -> Submitted:
-        prepared = self._prepare(agent=agent, body=body)
+        prepared = self.prepare(agent=agent, body=body)
         result = await self._intake.submit(prepared)
         if isinstance(result, _Failed):
             raise result.error
@@ -111,7 +115,7 @@ class ApprovalService:
                 self.hooks.terminal(result.request)
         return result
 
-    def _prepare(self, *, agent: str, body: SubmitBody) -> _Prepared:
+    def prepare(self, *, agent: str, body: SubmitBody) -> _Prepared:
         now = self.clock.now()
         cfg = self.config
         tool, args = body.action.tool, body.action.args
@@ -183,7 +187,7 @@ class ApprovalService:
         tool, args = body.action.tool, body.action.args
         out = explain(self.config.policy, tool=tool, agent=agent, risk=body.risk, labels=body.labels, args=args,
                       now=now)
-        prepared = self._prepare(agent=agent, body=body)
+        prepared = self.prepare(agent=agent, body=body)
         row = prepared.row
         grant = self.grants.match(agent=agent, tool=tool, args=args, now=now) if self.grants else None
         if self.mode == "off":
@@ -205,27 +209,27 @@ class ApprovalService:
         )
         return out
 
-    def _changes(self, p: _Prepared) -> list[Change]:
+    def changes(self, p: _Prepared) -> list[Change]:
         public = _public(p)
         changes = [Change("created", public)]
         if domain.is_terminal(p.row["status"]):
             changes.append(Change(p.row["status"], public))
         return changes
 
-    async def _take_budgets(self, s: Any, new: Sequence[_Prepared], now: datetime) -> None:
+    def take_budgets(self, conn: Connection, new: Sequence[_Prepared], now: datetime) -> None:
         """Budget rules auto-approve up to N per window per agent; the count is one atomic upsert per request,
-        so concurrent submissions (on any replica) never exceed N. Beyond it the request waits for review."""
+        so concurrent submissions (on any replica) never exceed N. Beyond it the request waits for review.
+        Runs inside the caller's write transaction (``Database.run_write``)."""
         for p in new:
             if p.budget is None:
                 continue
             rule_name, maximum, window_s = p.budget
             start = datetime.fromtimestamp(int(now.timestamp()) // window_s * window_s, tz=UTC)
-            if await repo.take_budget(s, rule=rule_name, agent=p.row["agent"], window_start=start, maximum=maximum):
+            if writes.take_budget(conn, rule=rule_name, agent=p.row["agent"], window_start=start, maximum=maximum):
                 _decide_at_submit(p.row, p.audit, "approved", p.row["rule"], None, now)
-                await repo.cas_finalise(
-                    s, request_id=p.row["id"], status="approved", kind="approve", by_id="policy",
-                    by_name="signoff", via="policy", at=now, final_args=p.row["args"], rule=p.row["rule"])
-                await repo.set_channel(s, request_id=p.row["id"], channel=None)
+                writes.finalise_at_submit(conn, request_id=p.row["id"], values={
+                    k: p.row[k] for k in ("status", "decision_kind", "decided_by_id", "decided_by_name",
+                                          "decided_via", "decided_at", "feedback", "rule", "channel", "final_args")})
             else:
                 p.audit.append(_audit(p.row["id"], "budget-exhausted", _POLICY, now,
                                       {"rule": rule_name, "max": maximum, "window_s": window_s}))
@@ -241,19 +245,25 @@ class ApprovalService:
             if p.idem is not None:
                 first_of[p.idem] = i
             to_insert.append(p)
-        async with self.db.write() as s:
-            inserted = await repo.insert_requests(s, rows=[p.row for p in to_insert])
+
+        def transaction(conn: Connection) -> tuple[set[str], int]:
+            inserted = writes.insert_requests(conn, rows=[p.row for p in to_insert])
             new = [p for p in to_insert if p.row["id"] in inserted]
-            await self._take_budgets(s, new, now)
-            await repo.insert_labels(s, pairs=[(p.row["id"], lb) for p in new for lb in p.labels])
-            await repo.add_audit(s, events=[e for p in new for e in p.audit])
-            queued = [r.to_row(now) for p in new for c in self._changes(p) for r in self._plan(c)]
-            await repo.add_outbox(s, items=queued)
-            lost = [p.idem for p in batch if p.idem is not None and p.row["id"] not in inserted]
-            existing = await repo.find_by_idempotency(s, keys=lost)
-            originals = {k: request_json(r, now=now) for k, r in existing.items()}
+            self.take_budgets(conn, new, now)
+            writes.insert_labels(conn, pairs=[(p.row["id"], lb) for p in new for lb in p.labels])
+            writes.add_audit(conn, events=[e for p in new for e in p.audit])
+            queued = [r.to_row(now) for p in new for c in self.changes(p) for r in self.plan(c)]
+            writes.add_outbox(conn, items=queued)
+            return inserted, len(queued)
+
+        inserted, queued = await self.db.run_write(transaction)
         if queued:  # only wake the outbox worker (a write transaction on SQLite) when there is work for it
             self.outbox_wakeup.set()
+        lost = [p.idem for p in batch if p.idem is not None and p.row["id"] not in inserted]
+        existing: dict[tuple[str, str], Request] = {}
+        if lost:  # a retried submission: answer with the original, as committed
+            async with self.db.read() as s:
+                existing = await repo.find_by_idempotency(s, keys=lost)
         out: list[Submitted | _Failed] = []
         for p in batch:
             if p.row["id"] in inserted:
@@ -261,16 +271,19 @@ class ApprovalService:
                 continue
             assert p.idem is not None
             orig = existing.get(p.idem)
-            if orig is None:  # the first occurrence is in this very batch
-                first = batch[first_of[p.idem]]
+            if orig is None and p.idem in first_of and batch[first_of[p.idem]].row["id"] in inserted:
+                first = batch[first_of[p.idem]]  # the first occurrence is in this very batch
                 if first.body_hash != p.body_hash:
                     out.append(_idem_conflict(p.idem[1]))
                 else:
                     out.append(Submitted(_public(first), created=False))
+            elif orig is None:
+                out.append(_Failed(Conflict("the request with this idempotency_key changed while submitting; "
+                                            "retry the submission")))
             elif orig.body_hash != p.body_hash:
                 out.append(_idem_conflict(p.idem[1]))
             else:
-                out.append(Submitted(originals[p.idem], created=False))
+                out.append(Submitted(request_json(orig, now=now), created=False))
         return out
 
     # --- read ---------------------------------------------------------------------------------------------
@@ -614,11 +627,11 @@ class ApprovalService:
 
     # --- shared ---------------------------------------------------------------------------------------
 
-    def _plan(self, change: Change) -> list[OutboxRow]:
+    def plan(self, change: Change) -> list[OutboxRow]:
         return [row for eff in self.effects for row in eff.plan(change)]
 
     async def _queue_effects(self, s: Any, changes: Sequence[Change], now: datetime) -> None:
-        await repo.add_outbox(s, items=[r.to_row(now) for c in changes for r in self._plan(c)])
+        await repo.add_outbox(s, items=[r.to_row(now) for c in changes for r in self.plan(c)])
 
     def _after_commit(self, ids: Sequence[str], views: dict[str, dict[str, Any]] | None = None) -> None:
         self.waiters.publish(ids, views)

@@ -14,7 +14,7 @@ from sqlalchemy import and_, any_, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.chain import GENESIS, event_hash
+from storage import writes
 from storage.models import (
     ApiToken,
     Approval,
@@ -24,7 +24,6 @@ from storage.models import (
     KeyValue,
     Label,
     OutboxItem,
-    PolicyBudget,
     Request,
 )
 
@@ -44,17 +43,13 @@ def _is_pg(session: AsyncSession) -> bool:
 
 async def insert_requests(session: AsyncSession, *, rows: Sequence[dict[str, Any]]) -> set[str]:
     """Insert requests; a row whose (agent, idempotency_key) already exists is skipped. Returns inserted ids."""
-    if not rows:
-        return set()
-    stmt = _insert(session, Request).on_conflict_do_nothing().returning(Request.id)
-    result = await session.execute(stmt, list(rows))
-    return {r[0] for r in result.all()}
+    return await session.run_sync(lambda s: writes.insert_requests(s.connection(), rows=rows))
 
 
 async def insert_labels(session: AsyncSession, *, pairs: Iterable[tuple[str, str]]) -> None:
-    values = [{"request_id": rid, "label": label} for rid, label in pairs]
-    if values:
-        await session.execute(_insert(session, Label).on_conflict_do_nothing(), values)
+    pairs = list(pairs)
+    if pairs:
+        await session.run_sync(lambda s: writes.insert_labels(s.connection(), pairs=pairs))
 
 
 async def delete_labels(session: AsyncSession, *, request_id: str, labels: Iterable[str]) -> None:
@@ -239,28 +234,10 @@ async def next_expiry(session: AsyncSession) -> datetime | None:
 # --- audit -----------------------------------------------------------------------------------------------
 
 
-_AUDIT_LOCK = 0x5167_0A0D  # serialises appends to the hash chain across PostgreSQL replicas
-
-
 async def add_audit(session: AsyncSession, *, events: Sequence[dict[str, Any]]) -> None:
     """Append events to the hash chain: each gets the next ``seq`` and the hash of the one before."""
-    if not events:
-        return
-    if _is_pg(session):
-        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK})
-    last = (
-        await session.execute(select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1))
-    ).first()
-    seq, prev = (int(last[0]), str(last[1])) if last is not None and last[0] is not None else (0, GENESIS)
-    rows = []
-    for event in events:
-        seq += 1
-        digest = event_hash(prev, seq=seq, request_id=event.get("request_id"), kind=event["kind"],
-                            actor_id=event.get("actor_id"), actor_name=event.get("actor_name"),
-                            via=event.get("via"), at=event["at"], data=event.get("data") or {})
-        rows.append({**event, "seq": seq, "prev_hash": prev, "hash": digest})
-        prev = digest
-    await session.execute(_insert(session, AuditEvent), rows)
+    if events:
+        await session.run_sync(lambda s: writes.add_audit(s.connection(), events=events))
 
 
 async def audit_page(
@@ -283,7 +260,7 @@ async def audit_for(session: AsyncSession, *, request_id: str) -> list[AuditEven
 async def add_outbox(session: AsyncSession, *, items: Sequence[dict[str, Any]]) -> None:
     """Queue outgoing work; an item whose ``key`` is already queued is not queued twice."""
     if items:
-        await session.execute(_insert(session, OutboxItem).on_conflict_do_nothing(), list(items))
+        await session.run_sync(lambda s: writes.add_outbox(s.connection(), items=items))
 
 
 async def claim_outbox(
@@ -698,14 +675,5 @@ async def take_budget(
     session: AsyncSession, *, rule: str, agent: str, window_start: datetime, maximum: int
 ) -> bool:
     """Count one use against a budget window, atomically; False when the window is already used up."""
-    stmt = (
-        _insert(session, PolicyBudget)
-        .values(rule=rule, agent=agent, window_start=window_start, used=1)
-        .on_conflict_do_update(
-            index_elements=[PolicyBudget.rule, PolicyBudget.agent, PolicyBudget.window_start],
-            set_={"used": PolicyBudget.used + 1},
-            where=PolicyBudget.used < maximum,
-        )
-        .returning(PolicyBudget.used)
-    )
-    return (await session.execute(stmt)).first() is not None
+    return await session.run_sync(lambda s: writes.take_budget(s.connection(), rule=rule, agent=agent,
+                                                               window_start=window_start, maximum=maximum))
