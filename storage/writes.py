@@ -4,16 +4,21 @@ A transaction built from these runs as one call: on SQLite in the database's wri
 transaction instead of several per statement), on PostgreSQL through ``AsyncConnection.run_sync``. The async
 functions of ``storage.repository`` with the same names delegate here, so each statement exists once.
 Functions take the caller's connection and never commit.
+
+The bulk inserts are compiled once per dialect from the models' tables and run as one DBAPI ``executemany``
+with each column's own bind processor (JSON, UTC times) applied to plain tuples: the same SQL and values
+SQLAlchemy would send, without building its parameter dictionaries row by row (most of a submission's cost).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, text, update
+from sqlalchemy import Column, Connection, Table, bindparam, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 
 from storage.chain import GENESIS, event_hash
 from storage.models import AuditEvent, Label, OutboxItem, PolicyBudget, Request
@@ -26,6 +31,10 @@ _audit = cast(Table, AuditEvent.__table__)
 _outbox = cast(Table, OutboxItem.__table__)
 _budgets = cast(Table, PolicyBudget.__table__)
 
+# One agent's idempotency keys that are already taken (the unique index answers it).
+_KEYS_TAKEN = select(_requests.c.idempotency_key).where(
+    _requests.c.agent == bindparam("agent"), _requests.c.idempotency_key.in_(bindparam("keys", expanding=True)))
+
 
 def is_pg(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
@@ -36,17 +45,26 @@ def _insert(conn: Connection, table: Table) -> Any:
 
 
 def insert_requests(conn: Connection, *, rows: Sequence[dict[str, Any]]) -> set[str]:
-    """Insert requests; a row whose (agent, idempotency_key) already exists is skipped. Returns inserted ids."""
+    """Insert requests; a row whose (agent, idempotency_key) already exists is skipped. Returns inserted ids.
+
+    The existing keys are looked up first, in the same transaction. On SQLite the write lock makes that final;
+    on PostgreSQL a replica inserting the same key meanwhile makes the unique index refuse the insert, the
+    transaction fails, and the caller retries (the group committer goes item by item), finding the key then."""
     if not rows:
         return set()
-    stmt = _insert(conn, _requests).on_conflict_do_nothing().returning(_requests.c.id)
-    return {r[0] for group in _same_keys(rows) for r in conn.execute(stmt, group).all()}
+    by_agent: dict[str, list[str]] = {}
+    for r in rows:
+        if r.get("idempotency_key") is not None:
+            by_agent.setdefault(r["agent"], []).append(r["idempotency_key"])
+    taken = {(agent, key) for agent, keys in by_agent.items()
+             for key in conn.execute(_KEYS_TAKEN, {"agent": agent, "keys": keys}).scalars()}
+    new = [r for r in rows if r.get("idempotency_key") is None or (r["agent"], r["idempotency_key"]) not in taken]
+    _bulk(conn, _requests, new)
+    return {r["id"] for r in new}
 
 
 def insert_labels(conn: Connection, *, pairs: Iterable[tuple[str, str]]) -> None:
-    values = [{"request_id": rid, "label": label} for rid, label in pairs]
-    if values:
-        conn.execute(_insert(conn, _labels).on_conflict_do_nothing(), values)
+    _bulk(conn, _labels, [{"request_id": rid, "label": label} for rid, label in pairs], skip_conflicts=True)
 
 
 def add_audit(conn: Connection, *, events: Sequence[dict[str, Any]]) -> None:
@@ -65,14 +83,12 @@ def add_audit(conn: Connection, *, events: Sequence[dict[str, Any]]) -> None:
                             via=event.get("via"), at=event["at"], data=event.get("data") or {})
         rows.append({**event, "seq": seq, "prev_hash": prev, "hash": digest})
         prev = digest
-    for group in _same_keys(rows):
-        conn.execute(_audit.insert(), group)
+    _bulk(conn, _audit, rows)
 
 
 def add_outbox(conn: Connection, *, items: Sequence[dict[str, Any]]) -> None:
     """Queue outgoing work; an item whose ``key`` is already queued is not queued twice."""
-    for group in _same_keys(items):
-        conn.execute(_insert(conn, _outbox).on_conflict_do_nothing(), group)
+    _bulk(conn, _outbox, items, skip_conflicts=True)
 
 
 def take_budget(conn: Connection, *, rule: str, agent: str, window_start: datetime, maximum: int) -> bool:
@@ -96,10 +112,42 @@ def finalise_at_submit(conn: Connection, *, request_id: str, values: dict[str, A
     return conn.execute(stmt).rowcount == 1
 
 
-def _same_keys(rows: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """Rows grouped by their set of keys, in order of first appearance: an executemany takes its columns from
-    the first row, and a column left out must get its default rather than NULL."""
-    groups: dict[frozenset[str], list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(frozenset(row), []).append(row)
-    return list(groups.values())
+class _Insert:
+    """An INSERT of every column but a generated key, compiled for one dialect, with the bind processors."""
+
+    def __init__(self, table: Table, dialect: Dialect, skip_conflicts: bool) -> None:
+        auto = table.autoincrement_column
+        self.columns: list[Column[Any]] = [c for c in table.columns if c is not auto]
+        stmt: Any = insert(table)
+        if skip_conflicts:
+            dialect_insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+            stmt = dialect_insert(table).on_conflict_do_nothing()
+        compiled = stmt.compile(dialect=dialect, column_keys=[c.key for c in self.columns])
+        order = {c.key: c for c in self.columns}
+        assert compiled.positiontup is not None and set(compiled.positiontup) == set(order)
+        self.columns = [order[k] for k in compiled.positiontup]
+        self.sql = str(compiled)
+        self.defaults = [c.default.arg if c.default is not None and c.default.is_scalar else None  # type: ignore[attr-defined]
+                         for c in self.columns]
+        self.processors: list[Callable[[Any], Any] | None] = [
+            c.type.dialect_impl(dialect).bind_processor(dialect) for c in self.columns]
+
+    def params(self, row: dict[str, Any]) -> tuple[Any, ...]:
+        out = []
+        for col, default, proc in zip(self.columns, self.defaults, self.processors, strict=True):
+            value = row.get(col.key, default)  # None is stored as SQL NULL, also in JSON columns
+            out.append(value if proc is None or value is None else proc(value))
+        return tuple(out)
+
+
+_compiled: dict[tuple[str, str, bool], _Insert] = {}
+
+
+def _bulk(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *, skip_conflicts: bool = False) -> None:
+    if not rows:
+        return
+    key = (conn.dialect.name, table.name, skip_conflicts)
+    ins = _compiled.get(key)
+    if ins is None:
+        ins = _compiled[key] = _Insert(table, conn.dialect, skip_conflicts)
+    conn.exec_driver_sql(ins.sql, [ins.params(r) for r in rows])
