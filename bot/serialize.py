@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -12,47 +13,62 @@ if TYPE_CHECKING:
     from storage.models import Request
 
 
+_FIELDS = ("id", "status", "tool", "args", "final_args", "context", "risk", "agent", "channel", "reviewers",
+           "required_approvals", "created_at", "expires_at", "decided_at", "decision_kind", "decided_by_id",
+           "decided_by_name", "decided_via", "feedback", "rule", "result", "slack_channel", "slack_ts",
+           "slack_permalink", "version", "callback_url")
+
+
 def request_json(req: Request, *, now: datetime | None = None) -> dict[str, Any]:
     """``now`` makes a pending request past its deadline read as expired even before the sweep ran."""
-    status = req.status
+    return row_json({f: getattr(req, f) for f in _FIELDS}, [lb.label for lb in req.labels], req.approvals, now=now)
+
+
+def row_json(row: Mapping[str, Any], labels: Iterable[str], approvals: Iterable[Any] = (), *,
+             now: datetime | None = None) -> dict[str, Any]:
+    """The same JSON from a request's column values (a row just written or returned by an UPDATE), its labels
+    and its approvals (anything with ``reviewer_id``, ``reviewer_name``, ``at``, ``version`` and ``via``)."""
+    get = row.get
+    status: str = row["status"]
     decision: dict[str, Any] | None = None
-    decided_at = req.decided_at
-    if now is not None and is_overdue(status, req.expires_at, now):
+    decided_at = get("decided_at")
+    expires_at: datetime = row["expires_at"]
+    if now is not None and is_overdue(status, expires_at, now):
         status = "expired"
-        decided_at = req.expires_at
+        decided_at = expires_at
         decision = {
             "kind": "expire",
             "by": {"id": "scheduler", "name": "signoff", "via": "scheduler"},
-            "at": iso(req.expires_at),
+            "at": iso(expires_at),
             "feedback": EXPIRY_FEEDBACK,  # what the sweep will store: the decision must not change
-            "rule": req.rule,
+            "rule": get("rule"),
         }
-    elif req.decision_kind is not None:
+    elif get("decision_kind") is not None:
         decision = {
-            "kind": req.decision_kind,
-            "by": {"id": req.decided_by_id, "name": req.decided_by_name, "via": req.decided_via},
-            "at": iso(req.decided_at),
-            "feedback": req.feedback,
-            "rule": req.rule,
+            "kind": get("decision_kind"),
+            "by": {"id": get("decided_by_id"), "name": get("decided_by_name"), "via": get("decided_via")},
+            "at": iso(decided_at),
+            "feedback": get("feedback"),
+            "rule": get("rule"),
         }
     slack = None
-    if req.slack_channel or req.slack_ts:
-        slack = {"channel": req.slack_channel, "ts": req.slack_ts, "permalink": req.slack_permalink}
-    final_args = req.final_args
+    if get("slack_channel") or get("slack_ts"):
+        slack = {"channel": get("slack_channel"), "ts": get("slack_ts"), "permalink": get("slack_permalink")}
+    final_args = get("final_args")
     if final_args is None and status in ("approved", "modified"):
-        final_args = req.args
+        final_args = get("args")
     return {
-        "id": req.id,
+        "id": get("id"),
         "status": status,
-        "action": {"tool": req.tool, "args": req.args},
+        "action": {"tool": get("tool"), "args": get("args")},
         "final_args": final_args,
-        "context": req.context or {},
-        "risk": req.risk,
-        "labels": sorted(lb.label for lb in req.labels),
-        "agent": req.agent,
-        "channel": req.channel,
-        "reviewers": list(req.reviewers or []),
-        "required_approvals": req.required_approvals,
+        "context": get("context") or {},
+        "risk": get("risk"),
+        "labels": sorted(labels),
+        "agent": get("agent"),
+        "channel": get("channel"),
+        "reviewers": list(get("reviewers") or []),
+        "required_approvals": get("required_approvals"),
         "approvals": [
             {
                 "reviewer": {"id": a.reviewer_id, "name": a.reviewer_name},
@@ -60,15 +76,15 @@ def request_json(req: Request, *, now: datetime | None = None) -> dict[str, Any]
                 "version": a.version,
                 "via": a.via,
             }
-            for a in req.approvals
+            for a in approvals
         ],
         "decision": decision,
-        "created_at": iso(req.created_at),
-        "expires_at": iso(req.expires_at),
+        "created_at": iso(get("created_at")),
+        "expires_at": iso(expires_at),
         "decided_at": iso(decided_at),
-        "result": req.result,
+        "result": get("result"),
         "slack": slack,
-        "version": req.version,
-        "rule": req.rule,
-        "callback_url": req.callback_url,
+        "version": get("version"),
+        "rule": get("rule"),
+        "callback_url": get("callback_url"),
     }

@@ -6,6 +6,7 @@ request; a revocation therefore takes effect within ``cache_ttl_s``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -42,6 +43,7 @@ class Tokens:
         self.clock = clock
         self.cache_ttl_s = cache_ttl_s
         self._cache: dict[str, tuple[float, Principal]] = {}
+        self._loading: dict[str, asyncio.Task[Principal]] = {}
 
     async def create(self, *, name: str, role: str) -> str:
         if not NAME_PATTERN.match(name):
@@ -75,6 +77,16 @@ class Tokens:
         mono = time.monotonic()
         if hit is not None and hit[0] > mono:
             return hit[1]
+        # One database read per token however many requests arrive while it runs (an agent with many
+        # concurrent calls would otherwise read its token once per call every time the cache entry lapses).
+        # The read is its own task, so a caller that goes away does not cancel it for the others.
+        loading = self._loading.get(digest)
+        if loading is None:
+            loading = self._loading[digest] = asyncio.create_task(self._load(digest, mono))
+            loading.add_done_callback(lambda t: (self._loading.pop(digest, None), t.cancelled() or t.exception()))
+        return await asyncio.shield(loading)
+
+    async def _load(self, digest: str, mono: float) -> Principal:
         async with self.db.read() as s:
             row = await repo.token_by_hash(s, token_hash=digest)
         if row is None or not hmac.compare_digest(row.token_hash, digest):
