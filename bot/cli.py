@@ -350,12 +350,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _run(coro: Any) -> Any:
+    """Run on uvloop where it is installed (a dependency on Linux and macOS): its event loop costs the server
+    about a tenth less CPU per request than asyncio's own; without it, asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()
         _setup_logging(settings.log_level)
-        return asyncio.run(args.fn(settings, args))
+        return _run(args.fn(settings, args))
     except ConfigError as e:
         print(f"signoff: configuration error:\n{e.message}", file=sys.stderr)
         return 2

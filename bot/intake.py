@@ -3,6 +3,10 @@
 A commit per request through aiosqlite tops out at a few hundred per second; committing everything that
 queued up while the previous commit ran turns the fsync cost into a per-batch cost. Each caller still gets
 its own result, and a batch that fails is retried item by item so one bad row never fails its neighbours.
+
+``max_in_flight`` lets several batches commit at once. SQLite has one writer, so one batch at a time is best
+there (the queue grows into the next batch meanwhile); PostgreSQL runs transactions side by side, and a
+batch waiting on its commit's round trips and fsync should not hold back the next one.
 """
 
 from __future__ import annotations
@@ -19,41 +23,56 @@ R = TypeVar("R")
 
 
 class GroupCommitter(Generic[T, R]):
-    def __init__(self, commit: Callable[[Sequence[T]], Awaitable[list[R]]], *, max_batch: int = 256) -> None:
+    def __init__(self, commit: Callable[[Sequence[T]], Awaitable[list[R]]], *, max_batch: int = 256,
+                 max_in_flight: int = 1) -> None:
         self._commit = commit
         self._max_batch = max_batch
+        self._max_in_flight = max(1, max_in_flight)
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
-        self._drain: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: T) -> R:
         fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((item, fut))
-        if self._drain is None or self._drain.done():
-            self._drain = asyncio.create_task(self._run())
+        self._start()
         return await fut
 
-    async def _run(self) -> None:
-        while self._queue:
+    def _start(self) -> None:
+        while self._queue and len(self._running) < self._max_in_flight:
             batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
-            try:
-                results = await self._commit([item for item, _ in batch])
-            except Exception:
-                if len(batch) == 1:
-                    _fail(batch[0][1])
-                    continue
-                log.warning("batch of %d submissions failed; committing them one by one", len(batch))
-                for item, fut in batch:
-                    try:
-                        (result,) = await self._commit([item])
-                    except Exception:
-                        _fail(fut)
-                    else:
-                        if not fut.done():
-                            fut.set_result(result)
-                continue
-            for (_, fut), result in zip(batch, results, strict=True):
+            task = asyncio.create_task(self._run(batch))
+            self._running.add(task)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._start()  # whatever queued up meanwhile is the next batch
+
+    async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        try:
+            results = await self._commit([item for item, _ in batch])
+        except Exception:
+            if len(batch) == 1:
+                _fail(batch[0][1])
+                return
+            log.warning("batch of %d submissions failed; committing them one by one", len(batch))
+            for item, fut in batch:
+                try:
+                    (result,) = await self._commit([item])
+                except Exception:
+                    _fail(fut)
+                else:
+                    if not fut.done():
+                        fut.set_result(result)
+            return
+        except BaseException:  # cancelled (shutdown): the callers must not wait forever
+            for _, fut in batch:
                 if not fut.done():
-                    fut.set_result(result)
+                    fut.cancel()
+            raise
+        for (_, fut), result in zip(batch, results, strict=True):
+            if not fut.done():
+                fut.set_result(result)
 
 
 def _fail(fut: asyncio.Future[R]) -> None:

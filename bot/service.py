@@ -100,7 +100,8 @@ class ApprovalService:
         self.hooks = hooks or ServiceHooks()
         self.grants = grants
         self.outbox_wakeup = asyncio.Event()
-        self._intake: GroupCommitter[_Prepared, Submitted | _Failed] = GroupCommitter(self._commit_submissions)
+        self._intake: GroupCommitter[_Prepared, Submitted | _Failed] = GroupCommitter(
+            self._commit_submissions, max_in_flight=1)
 
     # --- submit -----------------------------------------------------------------------------------------
 
@@ -252,9 +253,10 @@ class ApprovalService:
             new = [p for p in to_insert if p.row["id"] in inserted]
             self.take_budgets(conn, new, now)
             writes.insert_labels(conn, pairs=[(p.row["id"], lb) for p in new for lb in p.labels])
-            writes.add_audit(conn, events=[e for p in new for e in p.audit])
             queued = [r.to_row(now) for p in new for c in self.changes(p) for r in self.plan(c)]
             writes.add_outbox(conn, items=queued)
+            # Last: on PostgreSQL the audit chain's lock is held from here to the commit.
+            writes.add_audit(conn, events=[e for p in new for e in p.audit])
             return inserted, len(queued)
 
         inserted, queued = await self.db.run_write(transaction)

@@ -58,7 +58,7 @@ class Database:
         if self.dialect == "postgresql":
             # No pre-ping round trip per checkout (it cost a tenth of intake); connections are recycled instead,
             # and a connection found dead is invalidated by SQLAlchemy and replaced on the next checkout.
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, pool_use_lifo=True)
         else:
             kwargs.update(pool_size=pool_size, max_overflow=2 * pool_size)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
