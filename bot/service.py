@@ -420,7 +420,9 @@ class ApprovalService:
         elif kind == "approve":
             await repo.add_approval(s, request_id=req.id, version=version, reviewer_id=actor.id,
                                     reviewer_name=actor.name, via=actor.via, at=now)
-            approvers = await repo.approvers_of(s, request_id=req.id, version=version)
+            # With a quorum of one, this approval is the quorum: no need to read the others back.
+            approvers = ([actor.id] if req.required_approvals <= 1
+                         else await repo.approvers_of(s, request_id=req.id, version=version))
             event = "approved-by"
             won = True
             if domain.quorum_reached(req.required_approvals, approvers):

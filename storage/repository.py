@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import and_, any_, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 
 from storage import writes
 from storage.models import (
@@ -61,10 +62,14 @@ async def delete_labels(session: AsyncSession, *, request_id: str, labels: Itera
 
 
 async def get_request(session: AsyncSession, *, request_id: str, for_update: bool = False) -> Request | None:
-    stmt = select(Request).where(Request.id == request_id).execution_options(populate_existing=True)
+    """One request with its labels and approvals, in one statement (joined, not the three a select-in load
+    takes: a click reads a request up to three times). Locked against concurrent deciders on PostgreSQL."""
+    stmt = (select(Request).where(Request.id == request_id)
+            .options(joinedload(Request.labels), joinedload(Request.approvals))
+            .execution_options(populate_existing=True))
     if for_update and _is_pg(session):
-        stmt = stmt.with_for_update()
-    return (await session.execute(stmt)).scalar_one_or_none()
+        stmt = stmt.with_for_update(of=Request)
+    return (await session.execute(stmt)).unique().scalar_one_or_none()
 
 
 async def find_by_idempotency(
