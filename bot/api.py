@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from bot import domain
+from bot import domain, jsonfast
 from bot.domain import Actor, Principal
 from bot.effects import public_request
 from bot.errors import (
@@ -209,7 +209,7 @@ def _float_param(q: dict[str, str], name: str, default: float, lo: float, hi: fl
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, ensure_ascii=False))
+    return web.Response(body=jsonfast.dumps(data), status=status, content_type="application/json")
 
 
 class Api:

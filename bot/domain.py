@@ -45,11 +45,12 @@ def _random80() -> int:
 def new_id(prefix: str, now: datetime) -> str:
     """A sortable unique id: 48-bit millisecond time and 80 random bits, Crockford base32 (ULID layout)."""
     value = (int(now.timestamp() * 1000) << 80) | _random80()
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return prefix + "".join(reversed(chars)).lower()
+    return prefix + "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
+
+
+# 26 base32 digits as 13 pairs: each pair is 10 bits of the value, most significant first.
+_PAIRS = [hi + lo for hi in _CROCKFORD.lower() for lo in _CROCKFORD.lower()]
+_SHIFTS = range(120, -1, -10)
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, UrlConstraints, field_validator
+
+from bot import jsonfast
 
 MAX_ARGS_BYTES = 256 * 1024
 MAX_ARGS_DEPTH = 64
@@ -31,7 +32,7 @@ class Action(_Body):
     def _args_size(cls, v: dict[str, Any]) -> dict[str, Any]:
         if _nested_deeper_than(v, MAX_ARGS_DEPTH):  # deeper values break serialisation (a 500) downstream
             raise ValueError(f"args are nested deeper than {MAX_ARGS_DEPTH} levels")
-        size = len(json.dumps(v, ensure_ascii=False, separators=(",", ":")).encode())
+        size = len(jsonfast.dumps(v))
         if size > MAX_ARGS_BYTES:
             raise ValueError(f"args are {size} bytes as JSON; the limit is {MAX_ARGS_BYTES} (256 KiB)")
         return v

@@ -93,6 +93,7 @@ class ApprovalService:
         self.db = db
         self.clock = clock
         self.config = config
+        self.policy = config.policy  # compiled once (a pydantic private attribute is slow to read per request)
         self.effects = list(effects)
         self.waiters = waiters or Waiters()
         self.default_channel = default_channel
@@ -122,7 +123,7 @@ class ApprovalService:
         tool, args = body.action.tool, body.action.args
         matched = domain.match_route(cfg.routes, tool=tool, risk=body.risk, labels=body.labels, agent=agent)
         route = matched[1] if matched else None
-        policy = cfg.policy
+        policy = self.policy
         verdict = policy.evaluate(tool=tool, agent=agent, risk=body.risk, labels=body.labels, args=args,
                                   now=now) if len(policy) else None
         grant = None

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+import orjson
 import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -44,6 +46,15 @@ def normalise_url(url: str) -> str:
     return u.render_as_string(hide_password=False)
 
 
+def json_dumps(value: Any) -> str:
+    """JSON columns are written with orjson (several times faster than the standard library, which costs a
+    submission five encodes); an integer beyond 64 bits, which orjson refuses, takes the standard library."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False)
+
+
 class DatabaseBusy(Exception):
     """Every pooled connection stayed busy for the pool timeout; the caller should answer "retry later"."""
 
@@ -54,7 +65,7 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
         self.url = normalise_url(url)
         self.dialect = make_url(self.url).get_backend_name()
-        kwargs: dict[str, Any] = {"echo": echo, "pool_timeout": 10}
+        kwargs: dict[str, Any] = {"echo": echo, "pool_timeout": 10, "json_serializer": json_dumps}
         if self.dialect == "postgresql":
             # No pre-ping round trip per checkout (it cost a tenth of intake); connections are recycled instead,
             # and a connection found dead is invalidated by SQLAlchemy and replaced on the next checkout.
@@ -74,7 +85,7 @@ class Database:
             if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
                 # One connection, used only by the writer thread (closed from the caller's thread at dispose).
                 self._sync_engine = create_engine(
-                    u.set(drivername="sqlite+pysqlite"), pool_size=1, max_overflow=0,
+                    u.set(drivername="sqlite+pysqlite"), pool_size=1, max_overflow=0, json_serializer=json_dumps,
                     connect_args={"check_same_thread": False})
                 _install_sqlite_hooks(self._sync_engine)
                 self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="signoff-sqlite-writer")
