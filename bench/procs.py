@@ -78,6 +78,7 @@ class Server:
     port: int
     tokens: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    workers: int = 1
     stop_seconds: float | None = None
 
     @property
@@ -88,7 +89,7 @@ class Server:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGNOFF_", "SLACK_"))}
         env.update(SIGNOFF_DATABASE_URL=self.database_url, SIGNOFF_PORT=str(self.port),
-                   SIGNOFF_HOST="127.0.0.1", SIGNOFF_LOG_LEVEL="WARNING")
+                   SIGNOFF_HOST="127.0.0.1", SIGNOFF_LOG_LEVEL="WARNING", SIGNOFF_WORKERS=str(self.workers))
         return env
 
     def cli(self, *args: str) -> str:
@@ -134,6 +135,11 @@ class Server:
     def process(self) -> psutil.Process:
         assert self.proc is not None
         return psutil.Process(self.proc.pid)
+
+    @property
+    def processes(self) -> list[psutil.Process]:
+        """The server and, with ``--workers``, its worker processes (whose CPU is the server's)."""
+        return [self.process, *self.process.children(recursive=True)]
 
     def rss_mb(self) -> float:
         return self.process.memory_info().rss / 2**20

@@ -146,9 +146,9 @@ async def _pg_settings(url: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def running_server(url: str, workdir: Path, *, seed_rows: tuple[int, int] | None = None,
-                   seeded: list[str] | None = None) -> Iterator[Server]:
+                   seeded: list[str] | None = None, workers: int = 1) -> Iterator[Server]:
     """Tokens through the CLI (which also applies the migrations), optional seeding, then ``serve``."""
-    server = Server(database_url=url, workdir=workdir, port=free_port())
+    server = Server(database_url=url, workdir=workdir, port=free_port(), workers=workers)
     server.create_token(AGENT, "agent")
     server.create_token(REVIEWER, "reviewer")
     if seed_rows is not None:
@@ -177,7 +177,12 @@ def phase_name(url: str) -> str:
 
 
 def phase_intake(server: Server, store: str, args: argparse.Namespace, report: Report, pg_port: int | None) -> None:
-    step(f"intake: {args.clients} concurrent clients POST /v1/requests for {args.duration:g} s "
+    if server.workers > 1:
+        store = f"{store} --workers {server.workers}"
+        deadline = time.monotonic() + 30
+        while len(server.processes) < server.workers + 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    step(f"intake ({store}): {args.clients} concurrent clients POST /v1/requests for {args.duration:g} s "
          f"(after {args.warmup:g} s warm-up)")
     gen = LoadGen("intake", {"url": server.url, "token": server.tokens[AGENT], "clients": args.clients,
                              "warmup_s": args.warmup, "duration_s": args.duration})
@@ -188,7 +193,7 @@ def phase_intake(server: Server, store: str, args: argparse.Namespace, report: R
         if kind == "MARK":
             if payload == "start" and pg_port is not None:
                 pg_procs.extend(postgres_processes(pg_port))
-            marks[payload] = (time.monotonic(), cpu_seconds([server.process]), cpu_seconds(pg_procs))
+            marks[payload] = (time.monotonic(), cpu_seconds(server.processes), cpu_seconds(pg_procs))
 
     try:
         with profiled(args, server, f"intake-{store}"):
@@ -354,6 +359,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=10.0, help="intake measuring window in seconds (10)")
     p.add_argument("--warmup", type=float, default=1.0, help="intake warm-up, not measured (1)")
     p.add_argument("--clients", type=int, default=32, help="concurrent intake clients (32)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="also measure intake on PostgreSQL with `serve --workers N` (2; 1 skips it)")
     p.add_argument("--decisions", type=int, default=500, help="decisions in the wake phase (500)")
     p.add_argument("--pending", type=int, default=100_000, help="pending requests in the memory phase")
     p.add_argument("--waiters", type=int, default=10_000, help="agents parked on /wait in the memory phase")
@@ -381,6 +388,10 @@ def run(args: argparse.Namespace, report: Report) -> None:
                         phase_intake(server, store, args, report, dbs.pg_port if store == "postgres" else None)
                     if "wake" in phases:
                         phase_wake(server, store, args, report)
+            if "intake" in phases and store == "postgres" and args.workers > 1:
+                # PostgreSQL is the scale-out store: one machine's cores serve through several processes.
+                with running_server(dbs.url(store, "workers"), workdir, workers=args.workers) as server:
+                    phase_intake(server, store, args, report, dbs.pg_port)
             if "memory" in phases:
                 phase_memory(dbs.url(store, "memory"), workdir, store, args, report)
         step("stopping PostgreSQL" if dbs.pg_port else "cleaning up")

@@ -208,7 +208,8 @@ class SignoffApp:
         self._runner = web.AppRunner(self.web, access_log=None, handle_signals=False, shutdown_timeout=3.0,
                                      handler_cancellation=True)
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, self.settings.host, self.settings.port, backlog=1024)
+        self._site = web.TCPSite(self._runner, self.settings.host, self.settings.port, backlog=1024,
+                                 reuse_port=self.settings.reuse_port or None)
         await self._site.start()
         server = self._site._server
         sockets = getattr(server, "sockets", None) or []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import signal
@@ -48,6 +49,19 @@ async def _with_core(settings: Settings, fn: Callable[[Any, Any, Any], Awaitable
 
 async def _serve(settings: Settings) -> int:
     from bot.app import SignoffApp
+    from bot.workers import check, run_workers
+
+    check(settings)
+    if settings.workers > 1:
+        from storage.db import Database
+        from storage.migrate import upgrade
+
+        db = Database(settings.database_url)
+        try:
+            await upgrade(db)  # once, before any worker starts
+        finally:
+            await db.close()
+        return await run_workers(settings)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -282,7 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     s = sub.add_parser("serve", help="run the API, Slack app, scheduler and outbox delivery")
-    s.set_defaults(fn=lambda st, a: _serve(st))
+    s.add_argument("--workers", type=int, metavar="N",
+                   help="N server processes sharing the port (PostgreSQL only; default SIGNOFF_WORKERS or 1)")
+    s.set_defaults(fn=lambda st, a: _serve(st if a.workers is None else dataclasses.replace(st, workers=a.workers)))
 
     t = sub.add_parser("tokens", help="manage API tokens").add_subparsers(dest="tokens_cmd", required=True)
     tc = t.add_parser("create", help="create a token (printed alone on the last line)")

@@ -53,6 +53,8 @@ class Settings:
     webhook_secret: Secret | None = None
     mode: str = "on"
     log_level: str = "INFO"
+    workers: int = 1  # serve processes sharing the port (PostgreSQL only)
+    reuse_port: bool = False  # set for the processes `signoff serve --workers N` starts
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -95,6 +97,10 @@ class Settings:
         if webhook_secret and not webhook_secret.reveal().startswith("whsec_"):
             raise ConfigError("SIGNOFF_WEBHOOK_SECRET: expected a Standard Webhooks secret starting 'whsec_'")
 
+        workers_text = env.get("SIGNOFF_WORKERS", "1").strip() or "1"
+        if not workers_text.isdigit() or not 1 <= int(workers_text) <= 64:
+            raise ConfigError(f"SIGNOFF_WORKERS: expected a number of processes from 1 to 64, got {workers_text!r}")
+
         return cls(
             database_url=env.get("SIGNOFF_DATABASE_URL", "").strip() or "sqlite:///./signoff.db",
             config_path=config_path,
@@ -108,4 +114,6 @@ class Settings:
             webhook_secret=webhook_secret,
             mode=mode,
             log_level=env.get("SIGNOFF_LOG_LEVEL", "INFO").strip().upper() or "INFO",
+            workers=int(workers_text),
+            reuse_port=env.get("SIGNOFF_REUSE_PORT", "") == "1",
         )

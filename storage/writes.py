@@ -54,9 +54,16 @@ def insert_requests(conn: Connection, *, rows: Sequence[dict[str, Any]]) -> set[
         return set()
     if is_pg(conn):
         ins = _compiled_insert(conn, _requests, True)
-        full = [{key: row.get(key, default) for key, default in ins.keys} for row in rows]
-        stmt = postgresql.insert(_requests).on_conflict_do_nothing().returning(_requests.c.id)
-        return set(conn.execute(stmt, full).scalars())
+        inserted: set[str] = set()
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            for start in range(0, len(rows), _PG_ROWS_PER_INSERT):
+                chunk = rows[start : start + _PG_ROWS_PER_INSERT]
+                cursor.execute(_pg_multirow(ins, len(chunk)), [v for row in chunk for v in ins.params(row)])
+                inserted.update(r[0] for r in cursor.fetchall())
+        finally:
+            cursor.close()
+        return inserted
     _bulk(conn, _requests, rows, skip_conflicts=True)
     return set(conn.execute(_IDS_PRESENT, {"ids": [r["id"] for r in rows]}).scalars())
 
@@ -140,6 +147,22 @@ class _Insert:
 
 
 _compiled: dict[tuple[str, str, bool], _Insert] = {}
+
+
+_PG_ROWS_PER_INSERT = 500  # 500 rows of the requests table stay well under PostgreSQL's 32,767 parameters
+_pg_multirow_sql: dict[int, str] = {}
+
+
+def _pg_multirow(ins: _Insert, rows: int) -> str:
+    """``INSERT INTO requests (…) VALUES ($1, …), (…) ON CONFLICT DO NOTHING RETURNING id`` for ``rows`` rows."""
+    sql = _pg_multirow_sql.get(rows)
+    if sql is None:
+        width = len(ins.columns)
+        values = ", ".join("(" + ", ".join(f"${r * width + c + 1}" for c in range(width)) + ")" for r in range(rows))
+        columns = ", ".join(f'"{c.name}"' for c in ins.columns)
+        sql = _pg_multirow_sql[rows] = (f'INSERT INTO "{_requests.name}" ({columns}) VALUES {values} '
+                                        "ON CONFLICT DO NOTHING RETURNING id")
+    return sql
 
 
 def _compiled_insert(conn: Connection, table: Table, skip_conflicts: bool) -> _Insert:
