@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from bot import domain
 from bot.clock import Clock
@@ -366,31 +366,36 @@ class ApprovalService:
                                    details=[{"field": "feedback"}])
         if kind == "edit" and args is None:
             raise ValidationFailed("args: an edit needs the new args", details=[{"field": "args"}])
-        expired: list[dict[str, Any]] = []
-        async with self.db.write() as s:
-            req = await repo.get_request(s, request_id=request_id, for_update=True)
-            if req is None:
+        now = self.clock.now()
+        extra = audit_extra or {}
+
+        def transaction(conn: Connection) -> Change | datetime:
+            """The decision, or the deadline of a request found overdue (expired after this transaction)."""
+            view = writes.request_view(conn, request_id=request_id, for_update=True)
+            if view is None:
                 raise NotFound(f"no request with id {request_id!r}")
-            now = self.clock.now()
-            if domain.is_overdue(req.status, req.expires_at, now):
-                expired = await self._expire_in(s, now)
-            elif domain.is_terminal(req.status):
-                raise AlreadyDecided(domain.lost_race_message(req.status, req.decided_by_name, req.decided_at))
-            else:
-                change = await self._apply_decision(s, req, kind, actor, args, feedback, expected_version, now,
-                                                    audit_extra or {})
-        if expired:
-            self._after_expiry(expired)
-            raise AlreadyDecided(domain.lost_race_message("expired", None, req.expires_at))
+            row = view.row
+            if domain.is_overdue(row["status"], row["expires_at"], now):
+                return cast(datetime, row["expires_at"])
+            if domain.is_terminal(row["status"]):
+                raise AlreadyDecided(domain.lost_race_message(row["status"], row["decided_by_name"],
+                                                              row["decided_at"]))
+            return self._apply_decision(conn, row, kind, actor, args, feedback, expected_version, now, extra)
+
+        # One transaction function: on SQLite a single hand-off to the writer thread for the whole decision.
+        change = await self.db.run_write(transaction)
+        if isinstance(change, datetime):
+            await self.expire_due()  # finalises this request (and any other overdue one) and tells its waiters
+            raise AlreadyDecided(domain.lost_race_message("expired", None, change))
         self._after_commit([request_id], {request_id: change.request})
         if domain.is_terminal(change.request["status"]):
             self.hooks.terminal(change.request)
         return change.request
 
-    async def _apply_decision(
+    def _apply_decision(
         self,
-        s: Any,
-        req: Request,
+        conn: Connection,
+        req: dict[str, Any],
         kind: str,
         actor: Actor,
         args: dict[str, Any] | None,
@@ -401,69 +406,59 @@ class ApprovalService:
     ) -> Change:
         from bot.errors import VersionChanged
 
-        version = req.version
+        rid, version, required = req["id"], req["version"], req["required_approvals"]
         if expected_version is not None and expected_version != version:
             raise VersionChanged(
                 f"the args were edited since you looked (now version {version}, you saw "
                 f"{expected_version}); review the new version"
             )
-        current_args = req.final_args if req.final_args is not None else req.args
+        current_args = req["final_args"] if req["final_args"] is not None else req["args"]
         if kind == "edit" and args == current_args:
             kind = "approve"
         audit_data: dict[str, Any] = {**audit_extra, "version": version}
+        who: dict[str, Any] = dict(by_id=actor.id, by_name=actor.name, via=actor.via, at=now)
         if kind == "reject":
-            won = await repo.cas_finalise(
-                s, request_id=req.id, status="rejected", kind="reject", by_id=actor.id, by_name=actor.name,
-                via=actor.via, at=now, feedback=feedback,
-            )
+            won = writes.cas_finalise(conn, request_id=rid, status="rejected", kind="reject", feedback=feedback, **who)
             event = "rejected"
             audit_data["feedback"] = feedback
         elif kind == "approve":
-            await repo.add_approval(s, request_id=req.id, version=version, reviewer_id=actor.id,
-                                    reviewer_name=actor.name, via=actor.via, at=now)
+            writes.add_approval(conn, request_id=rid, version=version, reviewer_id=actor.id,
+                                reviewer_name=actor.name, via=actor.via, at=now)
             # With a quorum of one, this approval is the quorum: no need to read the others back.
-            approvers = ([actor.id] if req.required_approvals <= 1
-                         else await repo.approvers_of(s, request_id=req.id, version=version))
+            approvers = [actor.id] if required <= 1 else writes.approvers_of(conn, request_id=rid, version=version)
             event = "approved-by"
             won = True
-            if domain.quorum_reached(req.required_approvals, approvers):
-                edited = current_args != req.args  # later edits may have restored the original args
+            if domain.quorum_reached(required, approvers):
+                edited = current_args != req["args"]  # later edits may have restored the original args
                 status = "modified" if edited else "approved"
-                won = await repo.cas_finalise(
-                    s, request_id=req.id, status=status, kind="edit" if edited else "approve",
-                    by_id=actor.id, by_name=actor.name, via=actor.via, at=now, feedback=feedback,
-                    final_args=current_args, version=version,
-                )
+                won = writes.cas_finalise(conn, request_id=rid, status=status, kind="edit" if edited else "approve",
+                                          feedback=feedback, final_args=current_args, version=version, **who)
                 event = status
             audit_data["approvals"] = len(set(approvers))
         else:  # edit
             assert args is not None
             new_version = version + 1
             audit_data.update(changed=domain.changed_args(current_args, args), new_version=new_version)
-            if req.required_approvals <= 1:
-                won = await repo.cas_finalise(
-                    s, request_id=req.id, status="modified", kind="edit", by_id=actor.id, by_name=actor.name,
-                    via=actor.via, at=now, feedback=feedback, final_args=args, version=version,
-                    new_version=new_version,
-                )
+            if required <= 1:
+                won = writes.cas_finalise(conn, request_id=rid, status="modified", kind="edit", feedback=feedback,
+                                          final_args=args, version=version, new_version=new_version, **who)
             else:
-                won = await repo.cas_new_version(s, request_id=req.id, version=version, args=args)
+                won = writes.cas_new_version(conn, request_id=rid, version=version, args=args)
             if won:
-                await repo.add_approval(s, request_id=req.id, version=new_version, reviewer_id=actor.id,
-                                        reviewer_name=actor.name, via=actor.via, at=now)
+                writes.add_approval(conn, request_id=rid, version=new_version, reviewer_id=actor.id,
+                                    reviewer_name=actor.name, via=actor.via, at=now)
             event = "edited"
-        if not won:
-            fresh = await repo.get_request(s, request_id=req.id)
-            assert fresh is not None
-            raise AlreadyDecided(domain.lost_race_message(fresh.status, fresh.decided_by_name, fresh.decided_at))
-        fresh = await repo.get_request(s, request_id=req.id)
+        fresh = writes.request_view(conn, request_id=rid)
         assert fresh is not None
-        public = request_json(fresh)
-        await repo.add_audit(s, events=[_audit(req.id, event, actor, now, audit_data)])
+        if not won:
+            raise AlreadyDecided(domain.lost_race_message(fresh.row["status"], fresh.row["decided_by_name"],
+                                                          fresh.row["decided_at"]))
+        public = row_json(fresh.row, fresh.labels, fresh.approvals)
+        writes.add_audit(conn, events=[_audit(rid, event, actor, now, audit_data)])
         change = Change(event, public, extra=audit_data)
-        await self._queue_effects(s, [change], now)
+        writes.add_outbox(conn, items=[r.to_row(now) for r in self.plan(change)])
         if domain.is_terminal(public["status"]):
-            await repo.notify(s, channel=NOTIFY_CHANNEL, payload=req.id)
+            writes.notify(conn, channel=NOTIFY_CHANNEL, payload=rid)
         return change
 
     # --- cancel, labels, result ---------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, any_, delete, func, or_, select, text, update
+from sqlalchemy import and_, any_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
@@ -120,79 +120,23 @@ async def list_requests(
     return list((await session.execute(stmt)).scalars().all())
 
 
-async def cas_finalise(
-    session: AsyncSession,
-    *,
-    request_id: str,
-    status: str,
-    kind: str,
-    by_id: str | None,
-    by_name: str | None,
-    via: str,
-    at: datetime,
-    feedback: str | None = None,
-    final_args: dict[str, Any] | None = None,
-    version: int | None = None,
-    new_version: int | None = None,
-    rule: str | None = None,
-) -> bool:
+async def cas_finalise(session: AsyncSession, **kw: Any) -> bool:
     """pending → terminal, only if still pending (and still at ``version`` when given). True if we won."""
-    values: dict[str, Any] = dict(
-        status=status,
-        decision_kind=kind,
-        decided_by_id=by_id,
-        decided_by_name=by_name,
-        decided_via=via,
-        decided_at=at,
-        feedback=feedback,
-    )
-    if final_args is not None:
-        values["final_args"] = final_args
-    if new_version is not None:
-        values["version"] = new_version
-    if rule is not None:
-        values["rule"] = rule
-    stmt = update(Request).where(Request.id == request_id, Request.status == "pending")
-    if version is not None:
-        stmt = stmt.where(Request.version == version)
-    result = await session.execute(stmt.values(**values).execution_options(synchronize_session=False))
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return await session.run_sync(lambda s: writes.cas_finalise(s.connection(), **kw))
 
 
-async def cas_new_version(
-    session: AsyncSession, *, request_id: str, version: int, args: dict[str, Any]
-) -> bool:
+async def cas_new_version(session: AsyncSession, **kw: Any) -> bool:
     """An edit below quorum: the args change and the version bumps, only if nobody else moved first."""
-    stmt = (
-        update(Request)
-        .where(Request.id == request_id, Request.status == "pending", Request.version == version)
-        .values(final_args=args, version=version + 1)
-        .execution_options(synchronize_session=False)
-    )
-    return (await session.execute(stmt)).rowcount == 1  # type: ignore[attr-defined]
+    return await session.run_sync(lambda s: writes.cas_new_version(s.connection(), **kw))
 
 
-async def add_approval(
-    session: AsyncSession,
-    *,
-    request_id: str,
-    version: int,
-    reviewer_id: str,
-    reviewer_name: str,
-    via: str,
-    at: datetime,
-) -> None:
-    stmt = _insert(session, Approval).on_conflict_do_nothing()
-    await session.execute(
-        stmt,
-        [dict(request_id=request_id, version=version, reviewer_id=reviewer_id,
-              reviewer_name=reviewer_name, via=via, at=at)],
-    )
+async def add_approval(session: AsyncSession, **kw: Any) -> None:
+    await session.run_sync(lambda s: writes.add_approval(s.connection(), **kw))
 
 
 async def approvers_of(session: AsyncSession, *, request_id: str, version: int) -> list[str]:
-    stmt = select(Approval.reviewer_id).where(Approval.request_id == request_id, Approval.version == version)
-    return [r[0] for r in (await session.execute(stmt)).all()]
+    return await session.run_sync(lambda s: writes.approvers_of(s.connection(), request_id=request_id,
+                                                                version=version))
 
 
 async def set_channel(session: AsyncSession, *, request_id: str, channel: str | None) -> None:
@@ -409,7 +353,7 @@ async def kv_set_if_absent(session: AsyncSession, *, key: str, value: str) -> st
 async def notify(session: AsyncSession, *, channel: str, payload: str) -> None:
     """PostgreSQL NOTIFY, delivered to listeners when the transaction commits."""
     if _is_pg(session):
-        await session.execute(text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})
+        await session.run_sync(lambda s: writes.notify(s.connection(), channel=channel, payload=payload))
 
 
 async def outbox_backlog(session: AsyncSession) -> int:

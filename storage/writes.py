@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
 from storage.chain import GENESIS, event_hash
-from storage.models import AuditEvent, Label, OutboxItem, PolicyBudget, Request
+from storage.models import Approval, AuditEvent, Label, OutboxItem, PolicyBudget, Request
 
 _AUDIT_LOCK = 0x5167_0A0D  # serialises appends to the hash chain across PostgreSQL replicas
 
@@ -183,3 +183,79 @@ def _bulk(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *, ski
         cursor.executemany(ins.sql, [ins.params(r) for r in rows])
     finally:
         cursor.close()
+
+
+# --- decisions ------------------------------------------------------------------------------------------------
+
+_approvals = cast(Table, Approval.__table__)
+
+
+def request_view(conn: Connection, *, request_id: str, for_update: bool = False) -> RequestView | None:
+    """A request's columns with its labels and approvals (plain rows), read in the caller's transaction;
+    locked against concurrent deciders on PostgreSQL (SQLite's write transaction already excludes them)."""
+    stmt = select(_requests).where(_requests.c.id == request_id)
+    if for_update and is_pg(conn):
+        stmt = stmt.with_for_update()
+    row = conn.execute(stmt).mappings().first()
+    if row is None:
+        return None
+    labels = list(conn.execute(select(_labels.c.label).where(_labels.c.request_id == request_id)
+                               .order_by(_labels.c.label)).scalars())
+    approvals = list(conn.execute(select(_approvals).where(_approvals.c.request_id == request_id)
+                                  .order_by(_approvals.c.id)).all())
+    return RequestView(dict(row), labels, approvals)
+
+
+class RequestView:
+    """A request read by ``request_view``: ``row`` (column → value), ``labels`` and ``approvals``."""
+
+    __slots__ = ("approvals", "labels", "row")
+
+    def __init__(self, row: dict[str, Any], labels: list[str], approvals: list[Any]) -> None:
+        self.row, self.labels, self.approvals = row, labels, approvals
+
+
+def add_approval(conn: Connection, *, request_id: str, version: int, reviewer_id: str, reviewer_name: str,
+                 via: str, at: datetime) -> None:
+    conn.execute(_insert(conn, _approvals).on_conflict_do_nothing(), [dict(
+        request_id=request_id, version=version, reviewer_id=reviewer_id, reviewer_name=reviewer_name, via=via,
+        at=at)])
+
+
+def approvers_of(conn: Connection, *, request_id: str, version: int) -> list[str]:
+    stmt = select(_approvals.c.reviewer_id).where(_approvals.c.request_id == request_id,
+                                                  _approvals.c.version == version)
+    return list(conn.execute(stmt).scalars())
+
+
+def cas_finalise(conn: Connection, *, request_id: str, status: str, kind: str, by_id: str | None,
+                 by_name: str | None, via: str, at: datetime, feedback: str | None = None,
+                 final_args: dict[str, Any] | None = None, version: int | None = None,
+                 new_version: int | None = None, rule: str | None = None) -> bool:
+    """pending → terminal, only if still pending (and still at ``version`` when given). True if we won."""
+    values: dict[str, Any] = dict(status=status, decision_kind=kind, decided_by_id=by_id, decided_by_name=by_name,
+                                  decided_via=via, decided_at=at, feedback=feedback)
+    if final_args is not None:
+        values["final_args"] = final_args
+    if new_version is not None:
+        values["version"] = new_version
+    if rule is not None:
+        values["rule"] = rule
+    stmt = update(_requests).where(_requests.c.id == request_id, _requests.c.status == "pending")
+    if version is not None:
+        stmt = stmt.where(_requests.c.version == version)
+    return conn.execute(stmt.values(**values)).rowcount == 1
+
+
+def cas_new_version(conn: Connection, *, request_id: str, version: int, args: dict[str, Any]) -> bool:
+    """An edit below quorum: the args change and the version bumps, only if nobody else moved first."""
+    stmt = (update(_requests)
+            .where(_requests.c.id == request_id, _requests.c.status == "pending", _requests.c.version == version)
+            .values(final_args=args, version=version + 1))
+    return conn.execute(stmt).rowcount == 1
+
+
+def notify(conn: Connection, *, channel: str, payload: str) -> None:
+    """PostgreSQL NOTIFY, delivered to listeners when the transaction commits."""
+    if is_pg(conn):
+        conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})
