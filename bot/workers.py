@@ -9,7 +9,8 @@ waiting in another only through the one-second re-read.
 
 The parent applies migrations once, starts the workers, forwards SIGTERM/SIGINT to them and waits; if a
 worker dies on its own, the parent stops the others and exits with that worker's status, so a supervisor
-(systemd, Kubernetes) restarts the whole set. Each worker answers ``/metrics`` for itself.
+(systemd, Kubernetes) restarts the whole set. A ``/metrics`` scrape through the shared port reaches one
+worker and counts that worker's traffic only.
 """
 
 from __future__ import annotations
