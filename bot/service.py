@@ -102,7 +102,7 @@ class ApprovalService:
         self.grants = grants
         self.outbox_wakeup = asyncio.Event()
         self._intake: GroupCommitter[_Prepared, Submitted | _Failed] = GroupCommitter(
-            self._commit_submissions, max_in_flight=1)
+            self._commit_submissions)
 
     # --- submit -----------------------------------------------------------------------------------------
 
@@ -293,16 +293,18 @@ class ApprovalService:
     # --- read ---------------------------------------------------------------------------------------------
 
     async def get(self, *, request_id: str, principal: Principal | None = None) -> dict[str, Any]:
-        async with self.db.read() as s:
-            req = await repo.get_request(s, request_id=request_id)
-        if req is None or (principal is not None and not _visible(req, principal)):
+        def read(conn: Connection) -> writes.RequestView | None:
+            return writes.request_view(conn, request_id=request_id)
+
+        view = await self.db.run_read(read)  # on SQLite a reader thread: one hand-off for the whole read
+        if view is None or (principal is not None and not principal.sees_all
+                            and view.row["agent"] != principal.name):
             raise NotFound(f"no request with id {request_id!r}")
-        if domain.is_overdue(req.status, req.expires_at, self.clock.now()):
+        if domain.is_overdue(view.row["status"], view.row["expires_at"], self.clock.now()):
             await self.expire_due()
-            async with self.db.read() as s:
-                req = await repo.get_request(s, request_id=request_id)
-            assert req is not None
-        return request_json(req, now=self.clock.now())
+            view = await self.db.run_read(read)
+            assert view is not None
+        return row_json(view.row, view.labels, view.approvals, now=self.clock.now())
 
     async def list_requests(
         self, *, filt: ListFilter, limit: int, cursor: str | None, principal: Principal | None = None

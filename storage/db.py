@@ -28,6 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, c
 
 T = TypeVar("T")
 
+SQLITE_READERS = 4  # reader threads (and connections) for run_read on a SQLite file
+
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA busy_timeout=10000",
@@ -79,6 +81,8 @@ class Database:
         self._idle.set()
         self._sync_engine: Engine | None = None
         self._writer: ThreadPoolExecutor | None = None
+        self._read_engine: Engine | None = None
+        self._readers: ThreadPoolExecutor | None = None
         if self.is_sqlite:
             _install_sqlite_hooks(self.engine.sync_engine)
             u = make_url(self.url)
@@ -89,6 +93,13 @@ class Database:
                     connect_args={"check_same_thread": False})
                 _install_sqlite_hooks(self._sync_engine)
                 self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="signoff-sqlite-writer")
+                # Readers in WAL mode see the last commit and never wait for the writer.
+                self._read_engine = create_engine(
+                    u.set(drivername="sqlite+pysqlite"), pool_size=SQLITE_READERS, max_overflow=0,
+                    json_serializer=json_dumps, connect_args={"check_same_thread": False})
+                _install_sqlite_hooks(self._read_engine)
+                self._readers = ThreadPoolExecutor(max_workers=SQLITE_READERS,
+                                                   thread_name_prefix="signoff-sqlite-reader")
 
     @property
     def is_sqlite(self) -> bool:
@@ -134,6 +145,22 @@ class Database:
             conn.execution_options(signoff_immediate=True)
             with conn.begin():
                 return fn(conn)
+
+    async def run_read(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn(connection)`` in a read transaction (one snapshot); on a SQLite file in a reader thread."""
+        self._enter()
+        try:
+            if self._readers is None:
+                async with self._connected_core(immediate=False) as conn:
+                    return await conn.run_sync(fn)
+            return await asyncio.get_running_loop().run_in_executor(self._readers, self._sync_read, fn)
+        finally:
+            self._exit()
+
+    def _sync_read(self, fn: Callable[[Connection], T]) -> T:
+        assert self._read_engine is not None
+        with self._read_engine.connect() as conn, conn.begin():
+            return fn(conn)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -203,11 +230,11 @@ class Database:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout=grace_s)
         await self.engine.dispose()
-        if self._writer is not None and self._sync_engine is not None:
-            writer, sync_engine = self._writer, self._sync_engine
-            # Dispose in the writer thread after anything still queued there; then stop the thread.
-            await asyncio.get_running_loop().run_in_executor(writer, sync_engine.dispose)
-            writer.shutdown(wait=False)
+        for pool, engine in ((self._writer, self._sync_engine), (self._readers, self._read_engine)):
+            if pool is not None and engine is not None:
+                # Dispose on the pool's threads after anything still queued there; then stop them.
+                await asyncio.get_running_loop().run_in_executor(pool, engine.dispose)
+                pool.shutdown(wait=False)
 
 
 def _install_sqlite_hooks(sync_engine: Engine) -> None:

@@ -1,0 +1,93 @@
+"""``Database.run_write``: a synchronous transaction function (the SQLite writer thread, or run_sync on
+PostgreSQL), and the group committer that feeds submissions into it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+
+import pytest
+from sqlalchemy import Connection, text
+
+from bot.intake import GroupCommitter
+from storage.db import Database
+from storage.migrate import upgrade
+
+
+@pytest.fixture
+async def db(db_url: str) -> Database:
+    database = Database(db_url)
+    await upgrade(database)
+    yield database  # type: ignore[misc]
+    await database.close()
+
+
+async def _kv(db: Database, key: str) -> str | None:
+    async with db.read() as s:
+        return (await s.execute(text("SELECT value FROM kv WHERE key = :k"), {"k": key})).scalar()
+
+
+async def test_a_returning_function_commits_and_a_raising_one_rolls_back(db: Database) -> None:
+    def put(conn: Connection) -> str:
+        conn.execute(text("INSERT INTO kv (key, value) VALUES ('a', '1')"))
+        return "done"
+
+    assert await db.run_write(put) == "done"
+    assert await _kv(db, "a") == "1"
+
+    def put_then_fail(conn: Connection) -> None:
+        conn.execute(text("INSERT INTO kv (key, value) VALUES ('b', '2')"))
+        raise LookupError("changed my mind")
+
+    with pytest.raises(LookupError, match="changed my mind"):
+        await db.run_write(put_then_fail)
+    assert await _kv(db, "b") is None
+
+
+async def test_sqlite_runs_the_function_on_one_writer_thread(db: Database) -> None:
+    if not db.is_sqlite:
+        pytest.skip("PostgreSQL runs the function through run_sync on the event loop's thread")
+    names = {await db.run_write(lambda _c: threading.current_thread().name) for _ in range(5)}
+    assert len(names) == 1 and names.pop().startswith("signoff-sqlite-writer")
+
+
+async def test_a_cancelled_caller_keeps_the_lock_until_its_transaction_ended(db: Database) -> None:
+    started = threading.Event()
+
+    def slow(conn: Connection) -> None:
+        started.set()
+        time.sleep(0.3)
+        conn.execute(text("INSERT INTO kv (key, value) VALUES ('slow', 'x')"))
+
+    task = asyncio.create_task(db.run_write(slow))
+    while not started.is_set():
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # Another writer right after the cancellation is neither refused ("database is locked") nor interleaved.
+    async with db.write() as s:
+        await s.execute(text("INSERT INTO kv (key, value) VALUES ('after', 'y')"))
+    assert await _kv(db, "after") == "y"
+    if db.is_sqlite:  # the thread's transaction was not abandoned half-way: it committed
+        assert await _kv(db, "slow") == "x"
+
+
+async def test_the_group_committer_batches_what_queues_up_and_isolates_a_bad_item() -> None:
+    batches: list[list[int]] = []
+
+    async def commit(items: Sequence[int]) -> list[int]:
+        batches.append(list(items))
+        await asyncio.sleep(0.01)
+        if 13 in items:
+            raise ValueError("13 is refused")
+        return [i * 2 for i in items]
+
+    gc: GroupCommitter[int, int] = GroupCommitter(commit)
+    results = await asyncio.gather(*(gc.submit(i) for i in range(20)), return_exceptions=True)
+    assert batches[0] == [0]  # the first item starts a commit at once; the rest queue behind it
+    assert batches[1] == list(range(1, 20))  # … and go together
+    assert [r for i, r in enumerate(results) if i != 13] == [i * 2 for i in range(20) if i != 13]
+    assert isinstance(results[13], ValueError)  # only the bad item fails; its neighbours were retried alone
