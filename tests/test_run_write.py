@@ -62,8 +62,7 @@ async def test_a_cancelled_caller_keeps_the_lock_until_its_transaction_ended(db:
         conn.execute(text("INSERT INTO kv (key, value) VALUES ('slow', 'x')"))
 
     task = asyncio.create_task(db.run_write(slow))
-    while not started.is_set():
-        await asyncio.sleep(0.01)
+    assert await asyncio.to_thread(started.wait, 10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
