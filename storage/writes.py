@@ -64,8 +64,10 @@ def insert_requests(conn: Connection, *, rows: Sequence[dict[str, Any]]) -> set[
         finally:
             cursor.close()
         return inserted
-    _bulk(conn, _requests, rows, skip_conflicts=True)
-    return set(conn.execute(_IDS_PRESENT, {"ids": [r["id"] for r in rows]}).scalars())
+    ids = [r["id"] for r in rows]
+    if _bulk(conn, _requests, rows, skip_conflicts=True) == len(rows):  # sqlite3 sums an executemany's changes
+        return set(ids)
+    return set(conn.execute(_IDS_PRESENT, {"ids": ids}).scalars())
 
 
 def insert_labels(conn: Connection, *, pairs: Iterable[tuple[str, str]]) -> None:
@@ -173,14 +175,16 @@ def _compiled_insert(conn: Connection, table: Table, skip_conflicts: bool) -> _I
     return ins
 
 
-def _bulk(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *, skip_conflicts: bool = False) -> None:
+def _bulk(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *, skip_conflicts: bool = False) -> int:
+    """Insert ``rows``; the number inserted as the driver reports it (-1 where it does not)."""
     if not rows:
-        return
+        return 0
     ins = _compiled_insert(conn, table, skip_conflicts)
     # Straight to the driver's cursor: the statement is final, so SQLAlchemy's per-execution context adds nothing.
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.executemany(ins.sql, [ins.params(r) for r in rows])
+        return int(cursor.rowcount)
     finally:
         cursor.close()
 
