@@ -87,7 +87,7 @@ def make_error_middleware(metrics: Metrics) -> Any:
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
             resp = error_response(SignoffError("internal error; the request was not applied"))
-        metrics.http.labels(method=request.method, route=route, code=str(resp.status)).inc()
+        metrics.count_http(request.method, route, resp.status)
         return resp
 
     return errors

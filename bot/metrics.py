@@ -37,9 +37,22 @@ class Metrics:
                              registry=self.registry)
         self.outbox_backlog = Gauge("signoff_outbox_backlog", "Outbox rows not yet delivered",
                                     registry=self.registry)
+        # Labelled children looked up once: ``labels()`` takes a lock and builds a key on every call.
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def count_http(self, method: str, route: str, code: int) -> None:
+        key = ("http", method, route, code)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.http.labels(method=method, route=route, code=str(code))
+        child.inc()
 
     def on_submitted(self, req: dict[str, Any]) -> None:
-        self.submitted.labels(risk=req["risk"]).inc()
+        key = ("submitted", req["risk"])
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.submitted.labels(risk=req["risk"])
+        child.inc()
 
     def on_terminal(self, req: dict[str, Any]) -> None:
         decision = req.get("decision") or {}

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
+import orjson
+
 from bot import domain
 from bot.clock import Clock
 from bot.config import Config
@@ -52,6 +54,7 @@ class _Prepared:
     body_hash: str
     budget: tuple[str, int, int] | None = None  # (rule, max per window, window seconds)
     public: dict[str, Any] | None = None
+    body: SubmitBody | None = None  # kept for comparing with a hash stored in the earlier format
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,7 @@ class ApprovalService:
             assert verdict.budget_max is not None and verdict.budget_window_s is not None
             budget = (verdict.rule_name, verdict.budget_max, verdict.budget_window_s)
         idem = (agent, body.idempotency_key) if body.idempotency_key else None
-        return _Prepared(row, list(body.labels), audit, idem, body_hash, budget)
+        return _Prepared(row, list(body.labels), audit, idem, body_hash, budget, body=body)
 
     def evaluate_policy(self, *, agent: str, body: SubmitBody) -> dict[str, Any]:
         """What submitting ``body`` as ``agent`` would do now, without creating anything."""
@@ -284,7 +287,7 @@ class ApprovalService:
             elif orig is None:
                 out.append(_Failed(Conflict("the request with this idempotency_key changed while submitting; "
                                             "retry the submission")))
-            elif orig.body_hash != p.body_hash:
+            elif not _same_body(orig.body_hash, p):
                 out.append(_idem_conflict(p.idem[1]))
             else:
                 out.append(Submitted(request_json(orig, now=now), created=False))
@@ -685,9 +688,29 @@ def _public(p: _Prepared) -> dict[str, Any]:
 
 
 def _hash_body(body: SubmitBody) -> str:
+    """The body's fingerprint for idempotency: SHA-256 of its canonical JSON (sorted keys, the key itself left
+    out), as ``v2:`` and 60 hex digits. orjson makes the canonical form (the standard library encoder was a
+    twentieth of intake); an integer beyond 64 bits, which orjson refuses, takes the standard library."""
+    data = body.model_dump(mode="json", exclude={"idempotency_key"})
+    try:
+        canon = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        canon = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return "v2:" + hashlib.sha256(canon).hexdigest()[:60]
+
+
+def _hash_body_v1(body: SubmitBody) -> str:
+    """The fingerprint stored before ``v2:``: the standard library's canonical JSON, all 64 hex digits."""
     canon = json.dumps(body.model_dump(mode="json", exclude={"idempotency_key"}), sort_keys=True,
                        separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canon.encode()).hexdigest()
+
+
+def _same_body(stored: str | None, p: _Prepared) -> bool:
+    """Whether a retried submission carries the body stored with its key, in whichever format it was stored."""
+    if stored is None or stored.startswith("v2:") or p.body is None:
+        return stored == p.body_hash
+    return stored == _hash_body_v1(p.body)
 
 
 def _idem_conflict(key: str) -> _Failed:

@@ -307,6 +307,27 @@ async def test_idempotency_key_replays_or_conflicts(live: Live) -> None:
     assert theirs["id"] != first["id"]
 
 
+async def test_a_key_stored_with_the_earlier_body_fingerprint_still_replays(live: Live) -> None:
+    """Requests stored before the ``v2:`` fingerprint keep answering their retries (and their conflicts)."""
+    from sqlalchemy import update
+
+    from bot.schemas import SubmitBody
+    from bot.service import _hash_body_v1
+    from storage.models import Request
+
+    payload = body(idempotency_key="k-old")
+    first = await live.submit(payload)
+    assert first is not None
+    async with live.app.service.db.write() as s:  # as an earlier version of signoff stored it
+        await s.execute(update(Request).where(Request.id == first["id"])
+                        .values(body_hash=_hash_body_v1(SubmitBody.model_validate(payload))))
+    status, again = await live.call("POST", "/v1/requests", json=payload)
+    assert status == 200 and again["id"] == first["id"]
+    status, out = await live.call("POST", "/v1/requests", json=body(idempotency_key="k-old", risk="critical"))
+    assert status == 409
+    assert_error(out, "idempotency_conflict")
+
+
 async def test_concurrent_submits_with_one_key_create_exactly_one(live: Live) -> None:
     payload = body(action={"tool": "issue_refund", "args": {"amount": 10}}, idempotency_key="same")
     results = await asyncio.gather(*(live.call("POST", "/v1/requests", json=payload) for _ in range(30)))
