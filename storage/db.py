@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -27,7 +29,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 
 T = TypeVar("T")
+log = logging.getLogger("signoff.db")
 
+CHECKPOINT_EVERY_S = 0.5
 SQLITE_READERS = 4  # reader threads (and connections) for run_read on a SQLite file
 
 SQLITE_PRAGMAS = (
@@ -83,6 +87,8 @@ class Database:
         self._writer: ThreadPoolExecutor | None = None
         self._read_engine: Engine | None = None
         self._readers: ThreadPoolExecutor | None = None
+        self._checkpointing = False
+        self._checkpointed_at = 0.0
         if self.is_sqlite:
             _install_sqlite_hooks(self.engine.sync_engine)
             u = make_url(self.url)
@@ -91,7 +97,9 @@ class Database:
                 self._sync_engine = create_engine(
                     u.set(drivername="sqlite+pysqlite"), pool_size=1, max_overflow=0, json_serializer=json_dumps,
                     connect_args={"check_same_thread": False})
-                _install_sqlite_hooks(self._sync_engine)
+                # The writer never checkpoints on commit: a reader thread does it (_after_write), so copying the
+                # WAL into the database file and its fsync happen beside the writer, not inside a submission.
+                _install_sqlite_hooks(self._sync_engine, "PRAGMA wal_autocheckpoint=0")
                 self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="signoff-sqlite-writer")
                 # Readers in WAL mode see the last commit and never wait for the writer.
                 self._read_engine = create_engine(
@@ -144,7 +152,27 @@ class Database:
         with self._sync_engine.connect() as conn:
             conn.execution_options(signoff_immediate=True)
             with conn.begin():
-                return fn(conn)
+                result = fn(conn)
+        self._after_write()
+        return result
+
+    def _after_write(self) -> None:
+        """At most every CHECKPOINT_EVERY_S, a passive checkpoint on a reader thread (writers go on meanwhile)."""
+        now = time.monotonic()
+        if self._readers is None or self._checkpointing or now - self._checkpointed_at < CHECKPOINT_EVERY_S:
+            return
+        self._checkpointing, self._checkpointed_at = True, now
+        self._readers.submit(self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        assert self._read_engine is not None
+        try:
+            with self._read_engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        except Exception:  # a checkpoint that fails is retried by the next one; writes never wait for it
+            log.warning("SQLite checkpoint failed", exc_info=True)
+        finally:
+            self._checkpointing = False
 
     async def run_read(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn(connection)`` in a read transaction (one snapshot); on a SQLite file in a reader thread."""
@@ -237,14 +265,14 @@ class Database:
                 pool.shutdown(wait=False)
 
 
-def _install_sqlite_hooks(sync_engine: Engine) -> None:
+def _install_sqlite_hooks(sync_engine: Engine, *extra_pragmas: str) -> None:
 
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let us issue BEGIN ourselves (pysqlite's implicit transactions would defer the write lock).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        for pragma in SQLITE_PRAGMAS:
+        for pragma in (*SQLITE_PRAGMAS, *extra_pragmas):
             cur.execute(pragma)
         cur.close()
 

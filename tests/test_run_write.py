@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, text
 
 from bot.intake import GroupCommitter
-from storage.db import Database
+from storage.db import CHECKPOINT_EVERY_S, Database
 from storage.migrate import upgrade
 
 
@@ -92,3 +93,35 @@ async def test_the_group_committer_batches_what_queues_up_and_isolates_a_bad_ite
     assert batches[1] == list(range(1, 20))  # … and go together
     assert [r for i, r in enumerate(results) if i != 13] == [i * 2 for i in range(20) if i != 13]
     assert isinstance(results[13], ValueError)  # only the bad item fails; its neighbours were retried alone
+
+
+async def test_sqlite_checkpoints_beside_the_writer(tmp_path: Path) -> None:
+    """The writer connection never checkpoints on commit; a reader thread copies the WAL into the database file
+    at most every half second, so the file grows with what was written while the writer goes on."""
+    path = tmp_path / "checkpoint.db"
+    db = Database(f"sqlite:///{path}")
+    try:
+        await upgrade(db)
+        before = path.stat().st_size
+
+        def put(start: int) -> Callable[[Connection], None]:
+            def run(conn: Connection) -> None:
+                conn.execute(text("INSERT INTO kv (key, value) VALUES (:k, :v)"),
+                             [{"k": f"k{start + i}", "v": "x" * 500} for i in range(500)])
+            return run
+
+        for n in range(4):
+            await db.run_write(put(n * 500))
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(CHECKPOINT_EVERY_S)
+        await db.run_write(put(10_000))  # the first write after the interval starts a checkpoint
+
+        def grown() -> int:
+            deadline = time.monotonic() + 10
+            while path.stat().st_size < before + 1_000_000 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return path.stat().st_size
+
+        assert await asyncio.to_thread(grown) >= before + 1_000_000  # 2,500 rows of 500 bytes left the WAL
+    finally:
+        await db.close()
