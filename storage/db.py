@@ -32,7 +32,9 @@ T = TypeVar("T")
 log = logging.getLogger("signoff.db")
 
 CHECKPOINT_EVERY_S = 0.5
-SQLITE_READERS = 4  # reader threads (and connections) for run_read on a SQLite file
+# One reader thread beside the writer thread. More readers drained a flood of reads faster, but their
+# contention for the GIL held back the writer: a decision's p99 went from 20 to 80 ms (bench/run.py wake).
+SQLITE_READERS = 1
 
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -87,6 +89,7 @@ class Database:
         self._writer: ThreadPoolExecutor | None = None
         self._read_engine: Engine | None = None
         self._readers: ThreadPoolExecutor | None = None
+        self._checkpointer: ThreadPoolExecutor | None = None
         self._checkpointing = False
         self._checkpointed_at = 0.0
         if self.is_sqlite:
@@ -97,17 +100,18 @@ class Database:
                 self._sync_engine = create_engine(
                     u.set(drivername="sqlite+pysqlite"), pool_size=1, max_overflow=0, json_serializer=json_dumps,
                     connect_args={"check_same_thread": False})
-                # The writer never checkpoints on commit: a reader thread does it (_after_write), so copying the
+                # The writer never checkpoints on commit: a thread of its own does (_after_write), so copying the
                 # WAL into the database file and its fsync happen beside the writer, not inside a submission.
                 _install_sqlite_hooks(self._sync_engine, "PRAGMA wal_autocheckpoint=0")
                 self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="signoff-sqlite-writer")
                 # Readers in WAL mode see the last commit and never wait for the writer.
                 self._read_engine = create_engine(
-                    u.set(drivername="sqlite+pysqlite"), pool_size=SQLITE_READERS, max_overflow=0,
+                    u.set(drivername="sqlite+pysqlite"), pool_size=SQLITE_READERS + 1, max_overflow=0,  # + checkpoint
                     json_serializer=json_dumps, connect_args={"check_same_thread": False})
                 _install_sqlite_hooks(self._read_engine)
                 self._readers = ThreadPoolExecutor(max_workers=SQLITE_READERS,
                                                    thread_name_prefix="signoff-sqlite-reader")
+                self._checkpointer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="signoff-sqlite-checkpoint")
 
     @property
     def is_sqlite(self) -> bool:
@@ -157,12 +161,12 @@ class Database:
         return result
 
     def _after_write(self) -> None:
-        """At most every CHECKPOINT_EVERY_S, a passive checkpoint on a reader thread (writers go on meanwhile)."""
+        """At most every CHECKPOINT_EVERY_S, a passive checkpoint on its own thread (writers go on meanwhile)."""
         now = time.monotonic()
-        if self._readers is None or self._checkpointing or now - self._checkpointed_at < CHECKPOINT_EVERY_S:
+        if self._checkpointer is None or self._checkpointing or now - self._checkpointed_at < CHECKPOINT_EVERY_S:
             return
         self._checkpointing, self._checkpointed_at = True, now
-        self._readers.submit(self._checkpoint)
+        self._checkpointer.submit(self._checkpoint)
 
     def _checkpoint(self) -> None:
         assert self._read_engine is not None
@@ -258,10 +262,11 @@ class Database:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout=grace_s)
         await self.engine.dispose()
-        for pool, engine in ((self._writer, self._sync_engine), (self._readers, self._read_engine)):
-            if pool is not None and engine is not None:
-                # Dispose on the pool's threads after anything still queued there; then stop them.
-                await asyncio.get_running_loop().run_in_executor(pool, engine.dispose)
+        for pool, engine in ((self._writer, self._sync_engine), (self._checkpointer, None),
+                             (self._readers, self._read_engine)):
+            if pool is not None:
+                # Dispose on the pool's thread after anything still queued there (a checkpoint: wait for it).
+                await asyncio.get_running_loop().run_in_executor(pool, engine.dispose if engine else lambda: None)
                 pool.shutdown(wait=False)
 
 
