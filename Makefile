@@ -36,6 +36,10 @@ test: lint typecheck unit
 
 bench: $(STAMP_DEV)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/slack.py
+	$(BIN)/python bench/expiry.py
+	$(BIN)/python bench/commands.py
+	$(BIN)/python bench/policy_eval.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -300,8 +300,7 @@ class ApprovalService:
             return writes.request_view(conn, request_id=request_id)
 
         view = await self.db.run_read(read)  # on SQLite a reader thread: one hand-off for the whole read
-        if view is None or (principal is not None and not principal.sees_all
-                            and view.row["agent"] != principal.name):
+        if view is None or (principal is not None and not _visible(view.row["agent"], principal)):
             raise NotFound(f"no request with id {request_id!r}")
         if domain.is_overdue(view.row["status"], view.row["expires_at"], self.clock.now()):
             await self.expire_due()
@@ -471,7 +470,7 @@ class ApprovalService:
     async def cancel(self, *, request_id: str, principal: Principal, reason: str | None = None) -> dict[str, Any]:
         async with self.db.write() as s:
             req = await repo.get_request(s, request_id=request_id, for_update=True)
-            if req is None or not _visible(req, principal):
+            if req is None or not _visible(req.agent, principal):
                 raise NotFound(f"no request with id {request_id!r}")
             if req.agent != principal.name and principal.role != "admin":
                 raise Forbidden("only the agent that submitted a request (or an admin) may cancel it")
@@ -486,10 +485,9 @@ class ApprovalService:
             else:
                 raise_after = None
                 actor = Actor(principal.name, principal.name, "api")
-                won = await repo.cas_finalise(
-                    s, request_id=req.id, status="cancelled", kind="cancel", by_id=actor.id,
-                    by_name=actor.name, via="api", at=now, feedback=reason,
-                )
+                won = await s.run_sync(lambda sync: writes.cas_finalise(
+                    sync.connection(), request_id=req.id, status="cancelled", kind="cancel", by_id=actor.id,
+                    by_name=actor.name, via="api", at=now, feedback=reason))
                 if not won:
                     raise Conflict("the request changed while cancelling; read it again")
                 fresh = await repo.get_request(s, request_id=req.id)
@@ -515,7 +513,7 @@ class ApprovalService:
                                    details=[{"field": "add"}, {"field": "remove"}])
         async with self.db.write() as s:
             req = await repo.get_request(s, request_id=request_id, for_update=True)
-            if req is None or (principal is not None and not _visible(req, principal)):
+            if req is None or (principal is not None and not _visible(req.agent, principal)):
                 raise NotFound(f"no request with id {request_id!r}")
             before = {lb.label for lb in req.labels}
             await repo.insert_labels(s, pairs=[(request_id, lb) for lb in add if lb not in before])
@@ -538,7 +536,7 @@ class ApprovalService:
     ) -> dict[str, Any]:
         async with self.db.write() as s:
             req = await repo.get_request(s, request_id=request_id, for_update=True)
-            if req is None or not _visible(req, principal):
+            if req is None or not _visible(req.agent, principal):
                 raise NotFound(f"no request with id {request_id!r}")
             if req.agent != principal.name and principal.role != "admin":
                 raise Forbidden("only the agent that submitted a request (or an admin) may report its result")
@@ -671,8 +669,8 @@ def _decide_at_submit(row: dict[str, Any], audit: list[dict[str, Any]], status: 
     audit.append(_audit(row.get("id"), status, _POLICY, now, {"rule": rule, "feedback": feedback}))
 
 
-def _visible(req: Request, principal: Principal) -> bool:
-    return principal.sees_all or req.agent == principal.name
+def _visible(agent: str, principal: Principal) -> bool:
+    return principal.sees_all or agent == principal.name
 
 
 def _audit(rid: str | None, kind: str, actor: Actor, at: datetime, data: dict[str, Any]) -> dict[str, Any]:

@@ -51,8 +51,8 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
 
 
 async def run_workers(settings: Settings) -> int:
-    """Start the workers (after the caller applied migrations) and supervise them until a signal or a death."""
-    check(settings)
+    """Start the workers (the caller ran ``check`` and the migrations) and supervise them until a signal or a
+    death."""
     env = {**os.environ, "SIGNOFF_WORKERS": "1", "SIGNOFF_REUSE_PORT": "1"}
     preexec = _die_with_parent if sys.platform.startswith("linux") else None
     procs = [await asyncio.create_subprocess_exec(sys.executable, "-m", "bot.cli", "serve",

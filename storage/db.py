@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import orjson
 import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 
 T = TypeVar("T")
@@ -96,19 +96,13 @@ class Database:
             _install_sqlite_hooks(self.engine.sync_engine)
             u = make_url(self.url)
             if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
-                # One connection, used only by the writer thread (closed from the caller's thread at dispose).
-                self._sync_engine = create_engine(
-                    u.set(drivername="sqlite+pysqlite"), pool_size=1, max_overflow=0, json_serializer=json_dumps,
-                    connect_args={"check_same_thread": False})
-                # The writer never checkpoints on commit: a thread of its own does (_after_write), so copying the
-                # WAL into the database file and its fsync happen beside the writer, not inside a submission.
-                _install_sqlite_hooks(self._sync_engine, "PRAGMA wal_autocheckpoint=0")
+                # One connection, used only by the writer thread. The writer never checkpoints on commit: a thread
+                # of its own does (_after_write), so copying the WAL into the database file and its fsync happen
+                # beside the writer, not inside a submission.
+                self._sync_engine = _sqlite_sync_engine(u, 1, "PRAGMA wal_autocheckpoint=0")
                 self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="signoff-sqlite-writer")
-                # Readers in WAL mode see the last commit and never wait for the writer.
-                self._read_engine = create_engine(
-                    u.set(drivername="sqlite+pysqlite"), pool_size=SQLITE_READERS + 1, max_overflow=0,  # + checkpoint
-                    json_serializer=json_dumps, connect_args={"check_same_thread": False})
-                _install_sqlite_hooks(self._read_engine)
+                # Readers in WAL mode see the last commit and never wait for the writer (+1: the checkpoint's).
+                self._read_engine = _sqlite_sync_engine(u, SQLITE_READERS + 1)
                 self._readers = ThreadPoolExecutor(max_workers=SQLITE_READERS,
                                                    thread_name_prefix="signoff-sqlite-reader")
                 self._checkpointer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="signoff-sqlite-checkpoint")
@@ -219,34 +213,31 @@ class Database:
 
     @asynccontextmanager
     async def _connected(self, *, immediate: bool) -> AsyncIterator[AsyncSession]:
-        try:
-            conn = await self.engine.connect().start()
-        except sqlalchemy.exc.TimeoutError as e:
-            raise DatabaseBusy("no database connection became free in time") from e
-        try:
-            if immediate:
-                conn = await conn.execution_options(signoff_immediate=True)
-            async with AsyncSession(bind=conn, expire_on_commit=False, autoflush=False) as session, session.begin():
-                yield session
-        finally:
-            await conn.close()
+        async with (self._checked_out(immediate=immediate) as conn,
+                    AsyncSession(bind=conn, expire_on_commit=False, autoflush=False) as session, session.begin()):
+            yield session
 
     @asynccontextmanager
     async def _connected_core(self, *, immediate: bool) -> AsyncIterator[AsyncConnection]:
         """A Core connection in a transaction (the write lock held on SQLite when ``immediate``)."""
         lock = self._write_lock if immediate and self._write_lock is not None else contextlib.nullcontext()
-        async with lock:
-            try:
-                conn = await self.engine.connect().start()
-            except sqlalchemy.exc.TimeoutError as e:
-                raise DatabaseBusy("no database connection became free in time") from e
-            try:
-                if immediate and self.is_sqlite:
-                    conn = await conn.execution_options(signoff_immediate=True)
-                async with conn.begin():
-                    yield conn
-            finally:
-                await conn.close()
+        async with lock, self._checked_out(immediate=immediate) as conn, conn.begin():
+            yield conn
+
+    @asynccontextmanager
+    async def _checked_out(self, *, immediate: bool) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection (``DatabaseBusy`` when none frees up); ``immediate`` makes SQLite's BEGIN take the
+        write lock up front."""
+        try:
+            conn = await self.engine.connect().start()
+        except sqlalchemy.exc.TimeoutError as e:
+            raise DatabaseBusy("no database connection became free in time") from e
+        try:
+            if immediate and self.is_sqlite:
+                conn = await conn.execution_options(signoff_immediate=True)
+            yield conn
+        finally:
+            await conn.close()
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
@@ -268,6 +259,15 @@ class Database:
                 # Dispose on the pool's thread after anything still queued there (a checkpoint: wait for it).
                 await asyncio.get_running_loop().run_in_executor(pool, engine.dispose if engine else lambda: None)
                 pool.shutdown(wait=False)
+
+
+def _sqlite_sync_engine(url: URL, connections: int, *extra_pragmas: str) -> Engine:
+    """A plain sqlite3 engine on the same file for the worker threads (a connection may be closed from another
+    thread at dispose, hence ``check_same_thread=False``)."""
+    engine = create_engine(url.set(drivername="sqlite+pysqlite"), pool_size=connections, max_overflow=0,
+                           json_serializer=json_dumps, connect_args={"check_same_thread": False})
+    _install_sqlite_hooks(engine, *extra_pragmas)
+    return engine
 
 
 def _install_sqlite_hooks(sync_engine: Engine, *extra_pragmas: str) -> None:

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, any_, delete, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
@@ -30,9 +29,7 @@ from storage.models import (
 
 
 def _insert(session: AsyncSession, table: Any) -> Any:
-    if session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+    return writes.dialect_insert(session.bind.dialect.name, table)  # type: ignore[union-attr]
 
 
 def _is_pg(session: AsyncSession) -> bool:
@@ -118,32 +115,6 @@ async def list_requests(
         stmt = stmt.where(Request.id < before_id)
     stmt = stmt.order_by(Request.id.desc()).limit(limit)
     return list((await session.execute(stmt)).scalars().all())
-
-
-async def cas_finalise(session: AsyncSession, **kw: Any) -> bool:
-    """pending → terminal, only if still pending (and still at ``version`` when given). True if we won."""
-    return await session.run_sync(lambda s: writes.cas_finalise(s.connection(), **kw))
-
-
-async def cas_new_version(session: AsyncSession, **kw: Any) -> bool:
-    """An edit below quorum: the args change and the version bumps, only if nobody else moved first."""
-    return await session.run_sync(lambda s: writes.cas_new_version(s.connection(), **kw))
-
-
-async def add_approval(session: AsyncSession, **kw: Any) -> None:
-    await session.run_sync(lambda s: writes.add_approval(s.connection(), **kw))
-
-
-async def approvers_of(session: AsyncSession, *, request_id: str, version: int) -> list[str]:
-    return await session.run_sync(lambda s: writes.approvers_of(s.connection(), request_id=request_id,
-                                                                version=version))
-
-
-async def set_channel(session: AsyncSession, *, request_id: str, channel: str | None) -> None:
-    await session.execute(
-        update(Request).where(Request.id == request_id).values(channel=channel)
-        .execution_options(synchronize_session=False)
-    )
 
 
 async def set_result(session: AsyncSession, *, request_id: str, result: dict[str, Any]) -> bool:

@@ -39,8 +39,13 @@ def is_pg(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
 
 
+def dialect_insert(dialect: str, table: Any) -> Any:
+    """The dialect's INSERT construct (the one with ``on_conflict_do_nothing``)."""
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+
+
 def _insert(conn: Connection, table: Table) -> Any:
-    return postgresql.insert(table) if is_pg(conn) else sqlite.insert(table)
+    return dialect_insert(conn.dialect.name, table)
 
 
 def insert_requests(conn: Connection, *, rows: Sequence[dict[str, Any]]) -> set[str]:
@@ -127,8 +132,7 @@ class _Insert:
         self.columns: list[Column[Any]] = [c for c in table.columns if c is not auto]
         stmt: Any = insert(table)
         if skip_conflicts:
-            dialect_insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
-            stmt = dialect_insert(table).on_conflict_do_nothing()
+            stmt = dialect_insert(dialect.name, table).on_conflict_do_nothing()
         compiled = stmt.compile(dialect=dialect, column_keys=[c.key for c in self.columns])
         order = {c.key: c for c in self.columns}
         assert compiled.positiontup is not None and set(compiled.positiontup) == set(order)
