@@ -375,10 +375,9 @@ class ApprovalService:
 
         def transaction(conn: Connection) -> Change | datetime:
             """The decision, or the deadline of a request found overdue (expired after this transaction)."""
-            view = writes.request_view(conn, request_id=request_id, for_update=True)
-            if view is None:
+            row = writes.request_row(conn, request_id=request_id, for_update=True)  # labels etc. come after
+            if row is None:
                 raise NotFound(f"no request with id {request_id!r}")
-            row = view.row
             if domain.is_overdue(row["status"], row["expires_at"], now):
                 return cast(datetime, row["expires_at"])
             if domain.is_terminal(row["status"]):
@@ -452,11 +451,12 @@ class ApprovalService:
                 writes.add_approval(conn, request_id=rid, version=new_version, reviewer_id=actor.id,
                                     reviewer_name=actor.name, via=actor.via, at=now)
             event = "edited"
+        if not won:
+            lost = writes.request_row(conn, request_id=rid)
+            assert lost is not None
+            raise AlreadyDecided(domain.lost_race_message(lost["status"], lost["decided_by_name"], lost["decided_at"]))
         fresh = writes.request_view(conn, request_id=rid)
         assert fresh is not None
-        if not won:
-            raise AlreadyDecided(domain.lost_race_message(fresh.row["status"], fresh.row["decided_by_name"],
-                                                          fresh.row["decided_at"]))
         public = row_json(fresh.row, fresh.labels, fresh.approvals)
         writes.add_audit(conn, events=[_audit(rid, event, actor, now, audit_data)])
         change = Change(event, public, extra=audit_data)

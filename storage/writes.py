@@ -198,20 +198,26 @@ def _bulk(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *, ski
 _approvals = cast(Table, Approval.__table__)
 
 
-def request_view(conn: Connection, *, request_id: str, for_update: bool = False) -> RequestView | None:
-    """A request's columns with its labels and approvals (plain rows), read in the caller's transaction;
-    locked against concurrent deciders on PostgreSQL (SQLite's write transaction already excludes them)."""
+def request_row(conn: Connection, *, request_id: str, for_update: bool = False) -> dict[str, Any] | None:
+    """A request's columns, read in the caller's transaction; locked against concurrent deciders on PostgreSQL
+    (SQLite's write transaction already excludes them)."""
     stmt = select(_requests).where(_requests.c.id == request_id)
     if for_update and is_pg(conn):
         stmt = stmt.with_for_update()
     row = conn.execute(stmt).mappings().first()
+    return None if row is None else dict(row)
+
+
+def request_view(conn: Connection, *, request_id: str) -> RequestView | None:
+    """A request's columns with its labels and approvals (plain rows), read in the caller's transaction."""
+    row = request_row(conn, request_id=request_id)
     if row is None:
         return None
     labels = list(conn.execute(select(_labels.c.label).where(_labels.c.request_id == request_id)
                                .order_by(_labels.c.label)).scalars())
     approvals = list(conn.execute(select(_approvals).where(_approvals.c.request_id == request_id)
                                   .order_by(_approvals.c.id)).all())
-    return RequestView(dict(row), labels, approvals)
+    return RequestView(row, labels, approvals)
 
 
 class RequestView:
