@@ -253,10 +253,10 @@ class ApprovalService:
             to_insert.append(p)
 
         def transaction(conn: Connection) -> tuple[set[str], int]:
-            inserted = writes.insert_requests(conn, rows=[p.row for p in to_insert])
+            inserted = writes.insert_requests(conn, rows=[p.row for p in to_insert],
+                                              labels=[(p.row["id"], lb) for p in to_insert for lb in p.labels])
             new = [p for p in to_insert if p.row["id"] in inserted]
             self.take_budgets(conn, new, now)
-            writes.insert_labels(conn, pairs=[(p.row["id"], lb) for p in new for lb in p.labels])
             queued = [r.to_row(now) for p in new for c in self.changes(p) for r in self.plan(c)]
             writes.add_outbox(conn, items=queued)
             # Last: on PostgreSQL the audit chain's lock is held from here to the commit.

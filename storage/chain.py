@@ -20,11 +20,24 @@ def _at(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
+def _canonical(value: dict[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def event_hash(prev_hash: str, *, seq: int, request_id: str | None, kind: str, actor_id: str | None,
                actor_name: str | None, via: str | None, at: datetime, data: dict[str, Any]) -> str:
-    body = json.dumps(
-        {"seq": seq, "request_id": request_id, "kind": kind, "actor_id": actor_id, "actor_name": actor_name,
-         "via": via, "at": _at(at), "data": data},
-        sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str,
-    )
+    body = _canonical({"seq": seq, "request_id": request_id, "kind": kind, "actor_id": actor_id,
+                       "actor_name": actor_name, "via": via, "at": _at(at), "data": data})
     return hashlib.sha256((prev_hash + body).encode()).hexdigest()
+
+
+def body_around_seq(*, request_id: str | None, kind: str, actor_id: str | None, actor_name: str | None,
+                    via: str | None, at: datetime, data: dict[str, Any]) -> tuple[str, str]:
+    """The canonical body of ``event_hash`` as the text before and after the sequence number, for a writer that
+    learns ``seq`` only under the chain's lock (PostgreSQL's ``signoff_append_audit``):
+    ``event_hash(prev, seq=n, …) == sha256(prev + head + str(n) + tail)``.
+
+    With sorted keys, ``seq`` comes after every other key but ``via``."""
+    head = _canonical({"request_id": request_id, "kind": kind, "actor_id": actor_id, "actor_name": actor_name,
+                       "at": _at(at), "data": data})
+    return head[:-1] + ',"seq":', ',"via":' + json.dumps(via, ensure_ascii=False) + "}"

@@ -20,10 +20,9 @@ from sqlalchemy import Column, Connection, Table, bindparam, insert, select, tex
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
-from storage.chain import GENESIS, event_hash
-from storage.models import Approval, AuditEvent, Label, OutboxItem, PolicyBudget, Request
-
-_AUDIT_LOCK = 0x5167_0A0D  # serialises appends to the hash chain across PostgreSQL replicas
+from storage.chain import GENESIS, body_around_seq, event_hash
+from storage.db import json_dumps
+from storage.models import Approval, AuditEvent, Label, OutboxItem, PolicyBudget, Request, UTCDateTime
 
 _requests = cast(Table, Request.__table__)
 _labels = cast(Table, Label.__table__)
@@ -48,31 +47,39 @@ def _insert(conn: Connection, table: Table) -> Any:
     return dialect_insert(conn.dialect.name, table)
 
 
-def insert_requests(conn: Connection, *, rows: Sequence[dict[str, Any]]) -> set[str]:
-    """Insert requests; a row whose (agent, idempotency_key) already exists is skipped. Returns inserted ids.
+def insert_requests(conn: Connection, *, rows: Sequence[dict[str, Any]],
+                    labels: Sequence[tuple[str, str]] = ()) -> set[str]:
+    """Insert requests, and ``labels`` (request id, label) of those inserted; a row whose (agent,
+    idempotency_key) already exists is skipped, with its labels. Returns the ids inserted.
 
     ON CONFLICT DO NOTHING: on PostgreSQL a replica inserting the same key meanwhile makes the insert wait for
-    that commit, then skip. PostgreSQL takes the batch as one multi-row INSERT … RETURNING (per-row executes
-    cost its server several times the CPU); SQLite as one ``executemany``, after which the new ids that are
-    present are the ones inserted (nothing else can write while this transaction holds the write lock)."""
+    that commit, then skip. PostgreSQL takes a batch as one statement: a multi-row INSERT … RETURNING with the
+    labels' INSERT in the same statement (per-row executes cost its server several times the CPU, and every
+    round trip is one more wait). SQLite takes an ``executemany``, after which the new ids that are present are
+    the ones inserted (nothing else can write while this transaction holds the write lock)."""
     if not rows:
         return set()
     if is_pg(conn):
         ins = _compiled_insert(conn, _requests, True)
+        by_request: dict[str, list[str]] = {}
+        for rid, label in labels:
+            by_request.setdefault(rid, []).append(label)
         inserted: set[str] = set()
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            for start in range(0, len(rows), _PG_ROWS_PER_INSERT):
-                chunk = rows[start : start + _PG_ROWS_PER_INSERT]
-                cursor.execute(_pg_multirow(ins, len(chunk)), [v for row in chunk for v in ins.params(row)])
-                inserted.update(r[0] for r in cursor.fetchall())
-        finally:
-            cursor.close()
+        for start in range(0, len(rows), _PG_ROWS_PER_INSERT):
+            chunk = rows[start : start + _PG_ROWS_PER_INSERT]
+            params = [v for row in chunk for v in ins.params(row)]
+            pairs = [(row["id"], label) for row in chunk for label in by_request.get(row["id"], ())]
+            if pairs:
+                params += [[rid for rid, _ in pairs], [label for _, label in pairs]]
+            inserted.update(r[0] for r in _pg_fetch(conn, _pg_multirow(ins, len(chunk), bool(pairs)), params))
         return inserted
     ids = [r["id"] for r in rows]
     if _bulk(conn, _requests, rows, skip_conflicts=True) == len(rows):  # sqlite3 sums an executemany's changes
-        return set(ids)
-    return set(conn.execute(_IDS_PRESENT, {"ids": ids}).scalars())
+        inserted = set(ids)
+    else:
+        inserted = set(conn.execute(_IDS_PRESENT, {"ids": ids}).scalars())
+    insert_labels(conn, pairs=[(rid, label) for rid, label in labels if rid in inserted])
+    return inserted
 
 
 def insert_labels(conn: Connection, *, pairs: Iterable[tuple[str, str]]) -> None:
@@ -80,12 +87,18 @@ def insert_labels(conn: Connection, *, pairs: Iterable[tuple[str, str]]) -> None
 
 
 def add_audit(conn: Connection, *, events: Sequence[dict[str, Any]]) -> None:
-    """Append events to the hash chain: each gets the next ``seq`` and the hash of the one before."""
+    """Append events to the hash chain: each gets the next ``seq`` and the hash of the one before.
+
+    On PostgreSQL one call of ``signoff_append_audit`` (migration 0006) takes the chain's advisory lock (held to
+    the commit, so replicas append one at a time), reads the head and inserts the events it numbers and hashes
+    from the bodies sent here; on SQLite, whose writer is alone, the head is read and the hashes are computed
+    here."""
     if not events:
         return
     if is_pg(conn):
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK})
-    last = conn.execute(text("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")).first()
+        _pg_append_audit(conn, events)
+        return
+    last = conn.execute(_AUDIT_HEAD).first()
     seq, prev = (int(last[0]), str(last[1])) if last is not None and last[0] is not None else (0, GENESIS)
     rows = []
     for event in events:
@@ -96,6 +109,35 @@ def add_audit(conn: Connection, *, events: Sequence[dict[str, Any]]) -> None:
         rows.append({**event, "seq": seq, "prev_hash": prev, "hash": digest})
         prev = digest
     _bulk(conn, _audit, rows)
+
+
+_AUDIT_HEAD = text("SELECT seq, hash FROM audit_events WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1")
+_PG_APPEND_AUDIT = ("SELECT signoff_append_audit($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], "
+                    "$5::varchar[], $6::timestamptz[], $7::text[], $8::text[], $9::text[])")
+_utc = UTCDateTime()
+
+
+def _pg_append_audit(conn: Connection, events: Sequence[dict[str, Any]]) -> None:
+    columns: list[list[Any]] = [[] for _ in range(9)]
+    for e in events:
+        data = e.get("data") or {}
+        head, tail = body_around_seq(request_id=e.get("request_id"), kind=e["kind"], actor_id=e.get("actor_id"),
+                                     actor_name=e.get("actor_name"), via=e.get("via"), at=e["at"], data=data)
+        values = (e.get("request_id"), e["kind"], e.get("actor_id"), e.get("actor_name"), e.get("via"),
+                  _utc.process_bind_param(e["at"], conn.dialect), json_dumps(data), head, tail)
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    _pg_fetch(conn, _PG_APPEND_AUDIT, columns)
+
+
+def _pg_fetch(conn: Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    """Run final SQL (``$n`` parameters) on the driver's cursor: no per-execution work in SQLAlchemy."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 def add_outbox(conn: Connection, *, items: Sequence[dict[str, Any]]) -> None:
@@ -156,18 +198,26 @@ _compiled: dict[tuple[str, str, bool], _Insert] = {}
 
 
 _PG_ROWS_PER_INSERT = 500  # 500 rows of the requests table stay well under PostgreSQL's 32,767 parameters
-_pg_multirow_sql: dict[int, str] = {}
+_pg_multirow_sql: dict[tuple[int, bool], str] = {}
 
 
-def _pg_multirow(ins: _Insert, rows: int) -> str:
-    """``INSERT INTO requests (…) VALUES ($1, …), (…) ON CONFLICT DO NOTHING RETURNING id`` for ``rows`` rows."""
-    sql = _pg_multirow_sql.get(rows)
+def _pg_multirow(ins: _Insert, rows: int, labels: bool) -> str:
+    """``INSERT INTO requests (…) VALUES ($1, …), (…) ON CONFLICT DO NOTHING RETURNING id`` for ``rows`` rows;
+    with ``labels``, the two parameters after the rows' are arrays of request ids and labels, inserted for the
+    rows that were (a data-modifying WITH: the labels' foreign key sees the requests of the same statement)."""
+    sql = _pg_multirow_sql.get((rows, labels))
     if sql is None:
         width = len(ins.columns)
         values = ", ".join("(" + ", ".join(f"${r * width + c + 1}" for c in range(width)) + ")" for r in range(rows))
         columns = ", ".join(f'"{c.name}"' for c in ins.columns)
-        sql = _pg_multirow_sql[rows] = (f'INSERT INTO "{_requests.name}" ({columns}) VALUES {values} '
-                                        "ON CONFLICT DO NOTHING RETURNING id")
+        sql = (f'INSERT INTO "{_requests.name}" ({columns}) VALUES {values} '
+               "ON CONFLICT DO NOTHING RETURNING id")
+        if labels:
+            n = rows * width
+            sql = (f"WITH r AS ({sql}), l AS (INSERT INTO \"{_labels.name}\" (request_id, label) "
+                   f"SELECT x.request_id, x.label FROM unnest(${n + 1}::varchar[], ${n + 2}::varchar[]) "
+                   "AS x(request_id, label) JOIN r ON r.id = x.request_id ON CONFLICT DO NOTHING) SELECT id FROM r")
+        _pg_multirow_sql[(rows, labels)] = sql
     return sql
 
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import hashlib
 import io
 import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from bot.app import build_core
@@ -13,6 +19,7 @@ from bot.audit import export_lines, verify_chain
 from bot.domain import Actor
 from bot.schemas import SubmitBody
 from bot.service import ApprovalService
+from storage.chain import body_around_seq, event_hash
 from storage.db import Database
 from storage.migrate import upgrade
 from tests.conftest import make_settings
@@ -73,3 +80,48 @@ async def test_export_jsonl_and_csv(sqlite_url: str) -> None:
         assert len(rows) == 6 and rows[5]["actor_name"] == "Dana" and json.loads(rows[5]["data"])["feedback"] == "no 2"
     finally:
         await db.close()
+
+
+_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
+_json = st.recursive(st.none() | st.booleans() | st.integers() | _text,
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
+                     max_leaves=8)
+
+
+@given(request_id=st.none() | _text, kind=_text, actor_id=st.none() | _text, actor_name=st.none() | _text,
+       via=st.none() | _text, data=st.dictionaries(_text, _json, max_size=4), seq=st.integers(1, 2**62),
+       offset_h=st.integers(-12, 12))
+def test_body_around_seq_hashes_like_event_hash(request_id: str | None, kind: str, actor_id: str | None,
+                                                 actor_name: str | None, via: str | None, data: dict[str, Any],
+                                                 seq: int, offset_h: int) -> None:
+    at = datetime(2026, 11, 22, 7, 30, 1, 123456, tzinfo=timezone(timedelta(hours=offset_h)))
+    fields: dict[str, Any] = dict(request_id=request_id, kind=kind, actor_id=actor_id, actor_name=actor_name,
+                                  via=via, at=at, data=data)
+    head, tail = body_around_seq(**fields)
+    prev = "ab" * 32
+    assert hashlib.sha256((prev + head + str(seq) + tail).encode()).hexdigest() == event_hash(prev, seq=seq, **fields)
+
+
+async def test_replicas_appending_at_once_keep_one_chain(pg_url: str) -> None:
+    """Two replicas' writers (PostgreSQL: ``signoff_append_audit`` under the advisory lock) interleave freely;
+    the chain still has every event once, numbered without gaps, and verifies — including odd text and data."""
+    replicas = [build_core(make_settings(pg_url)) for _ in range(2)]
+    await upgrade(replicas[0][0])
+    try:
+        async def submit(service: ApprovalService, i: int) -> None:
+            out = await service.submit(agent="bot", body=SubmitBody.model_validate({
+                "action": {"tool": "send_email", "args": {"n": i, "to": "zoë@example.com"}},
+                "labels": ["needs-human-review", f"l{i % 3}"]}))
+            if i % 4 == 0:
+                await service.decide(request_id=out.request["id"], kind="reject", actor=Actor("U1", "Zoë", "api"),
+                                     feedback=f"naïve ☃ \"quoted\" back\\slash\nline {i}")
+
+        await asyncio.gather(*(submit(replicas[i % 2][1], i) for i in range(60)))
+        report = await verify_chain(replicas[0][0])
+        assert report.ok and report.checked == 75, report
+        async with replicas[1][0].read() as s:
+            labels = (await s.execute(text("SELECT count(*) FROM request_labels"))).scalar_one()
+        assert labels == 120
+    finally:
+        for db, *_ in replicas:
+            await db.close()
