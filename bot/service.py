@@ -253,8 +253,15 @@ class ApprovalService:
             to_insert.append(p)
 
         def transaction(conn: Connection) -> tuple[set[str], int]:
-            inserted = writes.insert_requests(conn, rows=[p.row for p in to_insert],
-                                              labels=[(p.row["id"], lb) for p in to_insert for lb in p.labels])
+            labels = [(p.row["id"], lb) for p in to_insert for lb in p.labels]
+            if (writes.is_pg(conn) and len(to_insert) <= writes.PG_ROWS_PER_INSERT
+                    and all(p.budget is None for p in to_insert)):
+                # One statement: the requests, their labels, outbox rows and audit events (of those inserted).
+                owned = [(p.row["id"], r.to_row(now)) for p in to_insert for c in self.changes(p) for r in self.plan(c)]
+                inserted = writes.pg_intake(conn, rows=[p.row for p in to_insert], labels=labels, outbox=owned,
+                                            events=[e for p in to_insert for e in p.audit])
+                return inserted, sum(1 for rid, _ in owned if rid in inserted)
+            inserted = writes.insert_requests(conn, rows=[p.row for p in to_insert], labels=labels)
             new = [p for p in to_insert if p.row["id"] in inserted]
             self.take_budgets(conn, new, now)
             queued = [r.to_row(now) for p in new for c in self.changes(p) for r in self.plan(c)]

@@ -65,8 +65,8 @@ def insert_requests(conn: Connection, *, rows: Sequence[dict[str, Any]],
         for rid, label in labels:
             by_request.setdefault(rid, []).append(label)
         inserted: set[str] = set()
-        for start in range(0, len(rows), _PG_ROWS_PER_INSERT):
-            chunk = rows[start : start + _PG_ROWS_PER_INSERT]
+        for start in range(0, len(rows), PG_ROWS_PER_INSERT):
+            chunk = rows[start : start + PG_ROWS_PER_INSERT]
             params = [v for row in chunk for v in ins.params(row)]
             pairs = [(row["id"], label) for row in chunk for label in by_request.get(row["id"], ())]
             if pairs:
@@ -80,6 +80,50 @@ def insert_requests(conn: Connection, *, rows: Sequence[dict[str, Any]],
         inserted = set(conn.execute(_IDS_PRESENT, {"ids": ids}).scalars())
     insert_labels(conn, pairs=[(rid, label) for rid, label in labels if rid in inserted])
     return inserted
+
+
+def pg_intake(conn: Connection, *, rows: Sequence[dict[str, Any]], labels: Sequence[tuple[str, str]],
+              outbox: Sequence[tuple[str, dict[str, Any]]], events: Sequence[dict[str, Any]]) -> set[str]:
+    """PostgreSQL: a batch of new requests as one statement, one round trip. Inserts the requests (skipping a
+    known idempotency key, as ``insert_requests``), and for those inserted their ``labels`` (request id, label),
+    their ``outbox`` rows (request id, row) and their audit ``events`` (through ``signoff_append_audit``, which
+    takes the chain's lock once the requests are in, so no other lock is waited for while it is held).
+    Returns the ids inserted. At most ``PG_ROWS_PER_INSERT`` rows."""
+    assert is_pg(conn) and 0 < len(rows) <= PG_ROWS_PER_INSERT
+    ins = _compiled_insert(conn, _requests, True)
+    params: list[Any] = [v for row in rows for v in ins.params(row)]
+    ctes = [f"r AS ({_pg_multirow(ins, len(rows), False)})"]
+    for name, table, owned in (("l", _labels, [(rid, {"request_id": rid, "label": lb}) for rid, lb in labels]),
+                               ("o", _outbox, outbox)):
+        if owned:
+            sql, columns = _pg_owned_insert(conn, table, owned, first_param=len(params) + 1)
+            ctes.append(f"{name} AS ({sql})")
+            params += columns
+    audit = _pg_audit_columns(conn, events)
+    n = len(params)
+    params += audit
+    sql = (f"WITH {', '.join(ctes)}, ids AS (SELECT coalesce(array_agg(id), '{{}}') AS ids FROM r) "
+           f"SELECT ids.ids, signoff_append_audit({_audit_args(n)}, ids.ids) FROM ids")
+    return set(_pg_fetch(conn, sql, params)[0][0])
+
+
+def _pg_owned_insert(conn: Connection, table: Table, owned: Sequence[tuple[str, dict[str, Any]]], *,
+                     first_param: int) -> tuple[str, list[list[Any]]]:
+    """``INSERT INTO table … SELECT … FROM unnest(column arrays…)`` of the rows whose owning request is in ``r``
+    (the requests the same statement inserted); returns the SQL and its parameters, one array per column."""
+    ins = _compiled_insert(conn, table, True)
+    names = [c.name for c in ins.columns]
+    types = [f"{c.type.compile(dialect=conn.dialect)}[]" for c in ins.columns] + ["VARCHAR[]"]
+    arrays = [f"${first_param + i}::{t}" for i, t in enumerate(types)]
+    alias = ", ".join(f'"{n}"' for n in names)
+    sql = (f'INSERT INTO "{table.name}" ({alias}) SELECT {", ".join(f"x.{a}" for a in alias.split(", "))} '
+           f"FROM unnest({', '.join(arrays)}) AS x({alias}, signoff_owner) JOIN r ON r.id = x.signoff_owner "
+           "ON CONFLICT DO NOTHING")
+    columns: list[list[Any]] = [[] for _ in types]
+    for owner, row in owned:
+        for column, value in zip(columns, [*ins.params(row), owner], strict=True):
+            column.append(value)
+    return sql, columns
 
 
 def insert_labels(conn: Connection, *, pairs: Iterable[tuple[str, str]]) -> None:
@@ -112,12 +156,21 @@ def add_audit(conn: Connection, *, events: Sequence[dict[str, Any]]) -> None:
 
 
 _AUDIT_HEAD = text("SELECT seq, hash FROM audit_events WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1")
-_PG_APPEND_AUDIT = ("SELECT signoff_append_audit($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], "
-                    "$5::varchar[], $6::timestamptz[], $7::text[], $8::text[], $9::text[])")
 _utc = UTCDateTime()
 
 
 def _pg_append_audit(conn: Connection, events: Sequence[dict[str, Any]]) -> None:
+    _pg_fetch(conn, f"SELECT signoff_append_audit({_audit_args(0)})", _pg_audit_columns(conn, events))
+
+
+def _audit_args(n: int) -> str:
+    return ", ".join(f"${n + i}::{t}" for i, t in enumerate(
+        ("varchar[]", "varchar[]", "varchar[]", "varchar[]", "varchar[]", "timestamptz[]", "text[]", "text[]",
+         "text[]"), start=1))
+
+
+def _pg_audit_columns(conn: Connection, events: Sequence[dict[str, Any]]) -> list[list[Any]]:
+    """``signoff_append_audit``'s arguments: one array per column, each event's body split around ``seq``."""
     columns: list[list[Any]] = [[] for _ in range(9)]
     for e in events:
         data = e.get("data") or {}
@@ -127,7 +180,7 @@ def _pg_append_audit(conn: Connection, events: Sequence[dict[str, Any]]) -> None
                   _utc.process_bind_param(e["at"], conn.dialect), json_dumps(data), head, tail)
         for column, value in zip(columns, values, strict=True):
             column.append(value)
-    _pg_fetch(conn, _PG_APPEND_AUDIT, columns)
+    return columns
 
 
 def _pg_fetch(conn: Connection, sql: str, params: Sequence[Any]) -> list[Any]:
@@ -197,7 +250,7 @@ class _Insert:
 _compiled: dict[tuple[str, str, bool], _Insert] = {}
 
 
-_PG_ROWS_PER_INSERT = 500  # 500 rows of the requests table stay well under PostgreSQL's 32,767 parameters
+PG_ROWS_PER_INSERT = 500  # 500 rows of the requests table stay well under PostgreSQL's 32,767 parameters
 _pg_multirow_sql: dict[tuple[int, bool], str] = {}
 
 

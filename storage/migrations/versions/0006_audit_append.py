@@ -25,18 +25,25 @@ depends_on = None
 _CREATE = """
 CREATE OR REPLACE FUNCTION signoff_append_audit(
     p_request_id varchar[], p_kind varchar[], p_actor_id varchar[], p_actor_name varchar[], p_via varchar[],
-    p_at timestamptz[], p_data text[], p_head text[], p_tail text[]
+    p_at timestamptz[], p_data text[], p_head text[], p_tail text[], p_only varchar[] DEFAULT NULL
 ) RETURNS void
 LANGUAGE plpgsql VOLATILE AS $fn$
 DECLARE
     n integer := coalesce(array_length(p_kind, 1), 0);
+    keep integer[];
     last_seq bigint;
     last_hash varchar;
     seqs bigint[] := '{}';
     prevs varchar[] := '{}';
     hashes varchar[] := '{}';
 BEGIN
-    IF n = 0 THEN
+    -- With p_only (the requests a statement inserted), the events of other requests are left out.
+    IF p_only IS NULL THEN
+        keep := ARRAY(SELECT generate_series(1, n));
+    ELSE
+        keep := ARRAY(SELECT g FROM generate_series(1, n) AS g WHERE p_request_id[g] = ANY (p_only));
+    END IF;
+    IF cardinality(keep) = 0 THEN
         RETURN;
     END IF;
     -- One appender at a time across every replica, until this transaction ends.
@@ -48,24 +55,24 @@ BEGIN
         last_seq := 0;
         last_hash := repeat('0', 64);
     END IF;
-    FOR i IN 1 .. n LOOP
+    FOR j IN 1 .. cardinality(keep) LOOP
         last_seq := last_seq + 1;
-        prevs[i] := last_hash;
-        last_hash := encode(sha256(convert_to(last_hash || p_head[i] || last_seq::text || p_tail[i], 'UTF8')),
-                            'hex');
-        seqs[i] := last_seq;
-        hashes[i] := last_hash;
+        prevs[j] := last_hash;
+        last_hash := encode(sha256(convert_to(
+            last_hash || p_head[keep[j]] || last_seq::text || p_tail[keep[j]], 'UTF8')), 'hex');
+        seqs[j] := last_seq;
+        hashes[j] := last_hash;
     END LOOP;
     INSERT INTO audit_events (request_id, kind, actor_id, actor_name, via, at, data, seq, prev_hash, hash)
-    SELECT u.r, u.k, u.ai, u.an, u.v, u.t, u.d::jsonb, u.s, u.ph, u.h
-      FROM unnest(p_request_id, p_kind, p_actor_id, p_actor_name, p_via, p_at, p_data, seqs, prevs, hashes)
-        AS u(r, k, ai, an, v, t, d, s, ph, h);
+    SELECT p_request_id[k.i], p_kind[k.i], p_actor_id[k.i], p_actor_name[k.i], p_via[k.i], p_at[k.i],
+           p_data[k.i]::jsonb, k.seq, k.prev, k.hash
+      FROM unnest(keep, seqs, prevs, hashes) AS k(i, seq, prev, hash);
 END
 $fn$
 """
 
 _DROP = ("DROP FUNCTION IF EXISTS signoff_append_audit(varchar[], varchar[], varchar[], varchar[], varchar[], "
-         "timestamptz[], text[], text[], text[])")
+         "timestamptz[], text[], text[], text[], varchar[])")
 
 
 def upgrade() -> None:

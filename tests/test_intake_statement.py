@@ -1,0 +1,76 @@
+"""A batch of submissions commits as a unit: requests, labels, outbox rows and audit events of the requests
+inserted, nothing for a retried idempotency key. On PostgreSQL this is one statement (``writes.pg_intake``);
+the same checks run on SQLite, whose writer takes the statements one by one."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy import text
+
+from bot.app import build_core
+from bot.audit import verify_chain
+from bot.schemas import SubmitBody
+from bot.settings import Secret
+from storage.migrate import upgrade
+from tests.conftest import make_settings
+
+
+def _body(i: int, **extra: Any) -> SubmitBody:
+    return SubmitBody.model_validate({"action": {"tool": "send_email", "args": {"n": i}},
+                                      "labels": ["needs-human-review", f"team-{i % 2}"], **extra})
+
+
+async def _counts(db: Any) -> dict[str, int]:
+    out = {}
+    async with db.read() as s:
+        for table in ("requests", "request_labels", "outbox", "audit_events"):
+            out[table] = (await s.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
+    return out
+
+
+async def test_a_batch_with_retries_writes_each_request_once(db_url: str) -> None:
+    settings = make_settings(db_url, slack_bot_token=Secret("xoxb-test"), slack_signing_secret=Secret("s"),
+                             default_channel="C0REVIEW")
+    db, service, _tokens, _metrics = build_core(settings)
+    await upgrade(db)
+    try:
+        first = await service.submit(agent="bot", body=_body(0, idempotency_key="k-0"))
+        assert first.created
+        # One batch: 20 new requests, a retry of k-0 (already committed), and k-5 twice within the batch.
+        bodies = [_body(i, idempotency_key=f"k-{i}") for i in range(1, 21)]
+        bodies += [_body(0, idempotency_key="k-0"), _body(5, idempotency_key="k-5")]
+        results = await asyncio.gather(*(service.submit(agent="bot", body=b) for b in bodies))
+        assert [r.created for r in results] == [True] * 20 + [False, False]
+        assert results[20].request["id"] == first.request["id"]
+        assert results[21].request["id"] == results[4].request["id"]
+        counts = await _counts(db)
+        # 21 requests, two labels each; one Slack card per request in the outbox; one "created" event each.
+        assert counts == {"requests": 21, "request_labels": 42, "outbox": 21, "audit_events": 21}
+        async with db.read() as s:
+            owners = set((await s.execute(text("SELECT request_id FROM outbox"))).scalars())
+            labelled = set((await s.execute(text("SELECT request_id FROM request_labels"))).scalars())
+        ids = {first.request["id"], *(r.request["id"] for r in results)}
+        assert owners == labelled == ids
+        report = await verify_chain(db)
+        assert report.ok and report.checked == 21
+        got = await service.get(request_id=results[3].request["id"])
+        assert got["labels"] == ["needs-human-review", "team-0"]
+    finally:
+        await db.close()
+
+
+async def test_a_batch_of_duplicates_only_writes_nothing(db_url: str) -> None:
+    db, service, _tokens, _metrics = build_core(make_settings(db_url))
+    await upgrade(db)
+    try:
+        await service.submit(agent="bot", body=_body(1, idempotency_key="again"))
+        before = await _counts(db)
+        again = await asyncio.gather(*(service.submit(agent="bot", body=_body(1, idempotency_key="again"))
+                                       for _ in range(5)))
+        assert not any(r.created for r in again)
+        assert await _counts(db) == before
+        assert (await verify_chain(db)).ok
+    finally:
+        await db.close()
