@@ -252,15 +252,17 @@ class ApprovalService:
                 first_of[p.idem] = i
             to_insert.append(p)
 
+        labels = [(p.row["id"], lb) for p in to_insert for lb in p.labels]
+
+        def statement(conn: Connection) -> tuple[set[str], int]:
+            # PostgreSQL: the requests, their labels, outbox rows and audit events (of those inserted) in one
+            # statement, committed on its own: a single round trip.
+            owned = [(p.row["id"], r.to_row(now)) for p in to_insert for c in self.changes(p) for r in self.plan(c)]
+            inserted = writes.pg_intake(conn, rows=[p.row for p in to_insert], labels=labels, outbox=owned,
+                                        events=[e for p in to_insert for e in p.audit])
+            return inserted, sum(1 for rid, _ in owned if rid in inserted)
+
         def transaction(conn: Connection) -> tuple[set[str], int]:
-            labels = [(p.row["id"], lb) for p in to_insert for lb in p.labels]
-            if (writes.is_pg(conn) and len(to_insert) <= writes.PG_ROWS_PER_INSERT
-                    and all(p.budget is None for p in to_insert)):
-                # One statement: the requests, their labels, outbox rows and audit events (of those inserted).
-                owned = [(p.row["id"], r.to_row(now)) for p in to_insert for c in self.changes(p) for r in self.plan(c)]
-                inserted = writes.pg_intake(conn, rows=[p.row for p in to_insert], labels=labels, outbox=owned,
-                                            events=[e for p in to_insert for e in p.audit])
-                return inserted, sum(1 for rid, _ in owned if rid in inserted)
             inserted = writes.insert_requests(conn, rows=[p.row for p in to_insert], labels=labels)
             new = [p for p in to_insert if p.row["id"] in inserted]
             self.take_budgets(conn, new, now)
@@ -270,7 +272,11 @@ class ApprovalService:
             writes.add_audit(conn, events=[e for p in new for e in p.audit])
             return inserted, len(queued)
 
-        inserted, queued = await self.db.run_write(transaction)
+        if (self.db.is_postgres and len(to_insert) <= writes.PG_ROWS_PER_INSERT
+                and all(p.budget is None for p in to_insert)):
+            inserted, queued = await self.db.run_statement(statement)
+        else:
+            inserted, queued = await self.db.run_write(transaction)
         if queued:  # only wake the outbox worker (a write transaction on SQLite) when there is work for it
             self.outbox_wakeup.set()
         lost = [p.idem for p in batch if p.idem is not None and p.row["id"] not in inserted]

@@ -145,6 +145,19 @@ class Database:
         finally:
             self._exit()
 
+    async def run_statement(self, fn: Callable[[Connection], T]) -> T:
+        """``run_write`` for a ``fn`` that sends a single statement: on PostgreSQL the statement is its own
+        transaction (autocommit, so no BEGIN and COMMIT round trips; a statement is atomic either way)."""
+        if self._writer is not None or not self.is_postgres:
+            return await self.run_write(fn)
+        self._enter()
+        try:
+            async with self._checked_out(immediate=False) as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                return await conn.run_sync(fn)
+        finally:
+            self._exit()
+
     def _sync_transaction(self, fn: Callable[[Connection], T]) -> T:
         assert self._sync_engine is not None
         with self._sync_engine.connect() as conn:

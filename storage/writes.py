@@ -12,6 +12,7 @@ SQLAlchemy would send, without building its parameter dictionaries row by row (m
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -113,7 +114,9 @@ def _pg_owned_insert(conn: Connection, table: Table, owned: Sequence[tuple[str, 
     (the requests the same statement inserted); returns the SQL and its parameters, one array per column."""
     ins = _compiled_insert(conn, table, True)
     names = [c.name for c in ins.columns]
-    types = [f"{c.type.compile(dialect=conn.dialect)}[]" for c in ins.columns] + ["VARCHAR[]"]
+    # Arrays of the columns' types without a length: an explicit cast to VARCHAR(n) would cut a longer value
+    # short, where the INSERT's own conversion refuses it ("value too long"), as any other insert does.
+    types = [re.sub(r"\(\d+\)", "", c.type.compile(dialect=conn.dialect)) + "[]" for c in ins.columns] + ["VARCHAR[]"]
     arrays = [f"${first_param + i}::{t}" for i, t in enumerate(types)]
     alias = ", ".join(f'"{n}"' for n in names)
     sql = (f'INSERT INTO "{table.name}" ({alias}) SELECT {", ".join(f"x.{a}" for a in alias.split(", "))} '

@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from bot.app import build_core
 from bot.audit import verify_chain
 from bot.schemas import SubmitBody
 from bot.settings import Secret
+from storage import writes
 from storage.migrate import upgrade
 from tests.conftest import make_settings
 
@@ -72,5 +74,25 @@ async def test_a_batch_of_duplicates_only_writes_nothing(db_url: str) -> None:
         assert not any(r.created for r in again)
         assert await _counts(db) == before
         assert (await verify_chain(db)).ok
+    finally:
+        await db.close()
+
+
+async def test_the_statement_is_atomic_without_a_transaction_around_it(pg_url: str) -> None:
+    """PostgreSQL runs the intake statement in autocommit: when a later part of it fails (here a label longer
+    than its column), the requests it inserted first are not kept either."""
+    db, service, _tokens, _metrics = build_core(make_settings(pg_url))
+    await upgrade(db)
+    try:
+        prepared = service.prepare(agent="bot", body=_body(1))
+        rid = prepared.row["id"]
+        with pytest.raises(Exception, match="too long"):  # the driver's error: the cursor is used directly
+            await db.run_statement(lambda conn: writes.pg_intake(
+                conn, rows=[prepared.row], labels=[(rid, "x" * 200)], outbox=[], events=prepared.audit))
+        assert await _counts(db) == {"requests": 0, "request_labels": 0, "outbox": 0, "audit_events": 0}
+        inserted = await db.run_statement(lambda conn: writes.pg_intake(
+            conn, rows=[prepared.row], labels=[(rid, "ok")], outbox=[], events=prepared.audit))
+        assert inserted == {rid}
+        assert await _counts(db) == {"requests": 1, "request_labels": 1, "outbox": 0, "audit_events": 1}
     finally:
         await db.close()
