@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Column, Connection, Table, bindparam, insert, select, text, update
@@ -72,7 +72,7 @@ def insert_requests(conn: Connection, *, rows: Sequence[dict[str, Any]],
             pairs = [(row["id"], label) for row in chunk for label in by_request.get(row["id"], ())]
             if pairs:
                 params += [[rid for rid, _ in pairs], [label for _, label in pairs]]
-            inserted.update(r[0] for r in _pg_fetch(conn, _pg_multirow(ins, len(chunk), bool(pairs)), params))
+            inserted.update(r[0] for r in _fetch(conn, _pg_multirow(ins, len(chunk), bool(pairs)), params))
         return inserted
     ids = [r["id"] for r in rows]
     if _bulk(conn, _requests, rows, skip_conflicts=True) == len(rows):  # sqlite3 sums an executemany's changes
@@ -105,7 +105,7 @@ def pg_intake(conn: Connection, *, rows: Sequence[dict[str, Any]], labels: Seque
     params += audit
     sql = (f"WITH {', '.join(ctes)}, ids AS (SELECT coalesce(array_agg(id), '{{}}') AS ids FROM r) "
            f"SELECT ids.ids, signoff_append_audit({_audit_args(n)}, ids.ids) FROM ids")
-    return set(_pg_fetch(conn, sql, params)[0][0])
+    return set(_fetch(conn, sql, params)[0][0])
 
 
 def _pg_owned_insert(conn: Connection, table: Table, owned: Sequence[tuple[str, dict[str, Any]]], *,
@@ -145,8 +145,8 @@ def add_audit(conn: Connection, *, events: Sequence[dict[str, Any]]) -> None:
     if is_pg(conn):
         _pg_append_audit(conn, events)
         return
-    last = conn.execute(_AUDIT_HEAD).first()
-    seq, prev = (int(last[0]), str(last[1])) if last is not None and last[0] is not None else (0, GENESIS)
+    head = _fetch(conn, _AUDIT_HEAD, ())
+    seq, prev = (int(head[0][0]), str(head[0][1])) if head else (0, GENESIS)
     rows = []
     for event in events:
         seq += 1
@@ -158,12 +158,12 @@ def add_audit(conn: Connection, *, events: Sequence[dict[str, Any]]) -> None:
     _bulk(conn, _audit, rows)
 
 
-_AUDIT_HEAD = text("SELECT seq, hash FROM audit_events WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1")
+_AUDIT_HEAD = "SELECT seq, hash FROM audit_events WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
 _utc = UTCDateTime()
 
 
 def _pg_append_audit(conn: Connection, events: Sequence[dict[str, Any]]) -> None:
-    _pg_fetch(conn, f"SELECT signoff_append_audit({_audit_args(0)})", _pg_audit_columns(conn, events))
+    _fetch(conn, f"SELECT signoff_append_audit({_audit_args(0)})", _pg_audit_columns(conn, events))
 
 
 def _audit_args(n: int) -> str:
@@ -186,8 +186,9 @@ def _pg_audit_columns(conn: Connection, events: Sequence[dict[str, Any]]) -> lis
     return columns
 
 
-def _pg_fetch(conn: Connection, sql: str, params: Sequence[Any]) -> list[Any]:
-    """Run final SQL (``$n`` parameters) on the driver's cursor: no per-execution work in SQLAlchemy."""
+def _fetch(conn: Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    """Run final SQL (the driver's parameter style: ``$n`` on PostgreSQL, ``?`` on SQLite) on the driver's
+    cursor: no per-execution work in SQLAlchemy."""
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(sql, params)
@@ -222,6 +223,14 @@ def finalise_at_submit(conn: Connection, *, request_id: str, values: dict[str, A
     return conn.execute(stmt).rowcount == 1
 
 
+def _sqlite_utc(value: datetime) -> str:
+    """``UTCDateTime`` on SQLite as SQLAlchemy's DATETIME stores it (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC), in
+    one C call instead of two Python processors."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the database; use the injected clock")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
 class _Insert:
     """An INSERT of every column but a generated key, compiled for one dialect, with the bind processors."""
 
@@ -238,7 +247,8 @@ class _Insert:
         self.sql = str(compiled)
         self.keys = [(c.key, c.default.arg if c.default is not None and c.default.is_scalar else None)  # type: ignore[attr-defined]
                      for c in self.columns]
-        processors = [c.type.dialect_impl(dialect).bind_processor(dialect) for c in self.columns]
+        processors = [_sqlite_utc if dialect.name == "sqlite" and isinstance(c.type, UTCDateTime)
+                      else c.type.dialect_impl(dialect).bind_processor(dialect) for c in self.columns]
         self.processors = [(i, proc) for i, proc in enumerate(processors) if proc is not None]
 
     def params(self, row: dict[str, Any]) -> list[Any]:

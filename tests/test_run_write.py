@@ -125,3 +125,25 @@ async def test_sqlite_checkpoints_beside_the_writer(tmp_path: Path) -> None:
         assert await asyncio.to_thread(grown) >= before + 1_000_000  # 2,500 rows of 500 bytes left the WAL
     finally:
         await db.close()
+
+
+def test_sqlite_times_are_stored_as_sqlalchemy_stores_them() -> None:
+    """The bulk inserts' one-call conversion of aware times on SQLite gives SQLAlchemy's own text, so rows
+    written either way compare and sort alike."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+    from storage.models import UTCDateTime
+    from storage.writes import _sqlite_utc
+
+    dialect = sqlite_dialect.dialect()
+    column_type = UTCDateTime()
+    to_db = column_type.dialect_impl(dialect).bind_processor(dialect)
+    assert to_db is not None
+    for value in (datetime(2026, 11, 22, 8, 31, 8, 123456, tzinfo=UTC), datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+                  datetime(2026, 3, 29, 1, 30, tzinfo=timezone(timedelta(hours=-7, minutes=-30))),
+                  datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=14)))):
+        assert _sqlite_utc(value) == to_db(value)
+    with pytest.raises(ValueError, match="naive"):
+        _sqlite_utc(datetime(2026, 11, 22, 8, 0))
