@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -108,7 +109,7 @@ async def _body(request: web.Request, model: type[B]) -> B:
         raise PayloadTooLarge(f"the body is {request.content_length} bytes; the limit is {MAX_BODY} (1 MiB)")
     raw = await request.read()
     try:
-        data = jsonfast.loads(raw, parse_constant=_not_json_constant)
+        data = json.loads(raw, parse_constant=_not_json_constant)
     except (UnicodeDecodeError, ValueError) as e:
         raise BadRequest(f"the body is not valid JSON: {e}") from None
     except RecursionError:  # e.g. a megabyte of "[": refuse it rather than answer 500
