@@ -58,6 +58,18 @@ def _stop(proc: subprocess.Popen[Any], grace_s: float) -> float | None:
         return None
 
 
+def cpu_by_pid(procs: list[psutil.Process]) -> dict[int, float]:
+    """User + system CPU seconds of each process still running."""
+    out: dict[int, float] = {}
+    for p in procs:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        out[p.pid] = t.user + t.system
+    return out
+
+
 def cpu_seconds(procs: list[psutil.Process]) -> float:
     total = 0.0
     for p in procs:

@@ -30,8 +30,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path[:0] = [str(ROOT)] if str(ROOT) not in sys.path else []
 
-import psutil  # noqa: E402
-from procs import LoadGen, RssSampler, Server, cpu_seconds, postgres_processes  # noqa: E402
+from procs import LoadGen, RssSampler, Server, cpu_by_pid, cpu_seconds, postgres_processes  # noqa: E402
 from seed import seed  # noqa: E402
 from spy import Recorder, summarise  # noqa: E402
 
@@ -186,14 +185,14 @@ def phase_intake(server: Server, store: str, args: argparse.Namespace, report: R
          f"(after {args.warmup:g} s warm-up)")
     gen = LoadGen("intake", {"url": server.url, "token": server.tokens[AGENT], "clients": args.clients,
                              "warmup_s": args.warmup, "duration_s": args.duration})
-    marks: dict[str, tuple[float, float, float]] = {}
-    pg_procs: list[psutil.Process] = []
+    marks: dict[str, tuple[float, float, dict[int, float]]] = {}
 
     def on_event(kind: str, payload: Any) -> None:
         if kind == "MARK":
-            if payload == "start" and pg_port is not None:
-                pg_procs.extend(postgres_processes(pg_port))
-            marks[payload] = (time.monotonic(), cpu_seconds(server.processes), cpu_seconds(pg_procs))
+            # PostgreSQL's processes are listed at each mark: a backend that starts during the run counts from
+            # zero, and one listed only at the start (it exited) is left out rather than counted negative.
+            pg = cpu_by_pid(postgres_processes(pg_port)) if pg_port is not None else {}
+            marks[payload] = (time.monotonic(), cpu_seconds(server.processes), pg)
 
     try:
         with profiled(args, server, f"intake-{store}"):
@@ -203,7 +202,8 @@ def phase_intake(server: Server, store: str, args: argparse.Namespace, report: R
     (t0, s0, p0), (t1, s1, p1) = marks["start"], marks["end"]
     res["server_cpu_pct"] = 100 * (s1 - s0) / (t1 - t0)
     res["server_cpu_ms_per_request"] = 1000 * (s1 - s0) / max(1, res["ok"])
-    res["postgres_cpu_pct"] = 100 * (p1 - p0) / (t1 - t0) if pg_procs else None
+    res["postgres_cpu_pct"] = (100 * sum(cpu - p0.get(pid, 0.0) for pid, cpu in p1.items()) / (t1 - t0)
+                               if p1 else None)
     report.raw[f"intake/{store}"] = res
     errors = sum(res["errors"].values())
     report.add(f"intake {store}: requests/s", f"{res['rps']:,.0f}/s", f">= {INTAKE_RPS:,.0f}/s",
