@@ -29,44 +29,51 @@ CREATE OR REPLACE FUNCTION signoff_append_audit(
 ) RETURNS void
 LANGUAGE plpgsql VOLATILE AS $fn$
 DECLARE
-    n integer := coalesce(array_length(p_kind, 1), 0);
-    keep integer[];
+    ev record;
+    locked boolean := false;
     last_seq bigint;
     last_hash varchar;
+    picked bigint[] := '{}';
     seqs bigint[] := '{}';
     prevs varchar[] := '{}';
     hashes varchar[] := '{}';
 BEGIN
+    -- Every array is read by unnest (linear), never by subscript (a walk from the start for each element).
     -- With p_only (the requests a statement inserted), the events of other requests are left out.
-    IF p_only IS NULL THEN
-        keep := ARRAY(SELECT generate_series(1, n));
-    ELSE
-        keep := ARRAY(SELECT g FROM generate_series(1, n) AS g WHERE p_request_id[g] = ANY (p_only));
-    END IF;
-    IF cardinality(keep) = 0 THEN
+    FOR ev IN
+        SELECT e.i, e.head, e.tail
+          FROM unnest(p_request_id, p_head, p_tail) WITH ORDINALITY AS e(request_id, head, tail, i)
+         WHERE p_only IS NULL OR e.request_id = ANY (p_only)
+         ORDER BY e.i
+    LOOP
+        IF NOT locked THEN
+            -- One appender at a time across every replica, until this transaction ends.
+            PERFORM pg_advisory_xact_lock(1365707277);
+            -- A statement of its own in a VOLATILE function: a fresh snapshot, with the previous holder's commit.
+            SELECT a.seq, a.hash INTO last_seq, last_hash
+              FROM audit_events a WHERE a.seq IS NOT NULL ORDER BY a.seq DESC LIMIT 1;
+            IF last_seq IS NULL THEN
+                last_seq := 0;
+                last_hash := repeat('0', 64);
+            END IF;
+            locked := true;
+        END IF;
+        last_seq := last_seq + 1;
+        picked := picked || ev.i;
+        prevs := prevs || last_hash;
+        last_hash := encode(sha256(convert_to(last_hash || ev.head || last_seq::text || ev.tail, 'UTF8')), 'hex');
+        seqs := seqs || last_seq;
+        hashes := hashes || last_hash;
+    END LOOP;
+    IF NOT locked THEN
         RETURN;
     END IF;
-    -- One appender at a time across every replica, until this transaction ends.
-    PERFORM pg_advisory_xact_lock(1365707277);
-    -- A statement of its own in a VOLATILE function: a fresh snapshot, which sees the previous holder's commit.
-    SELECT a.seq, a.hash INTO last_seq, last_hash
-      FROM audit_events a WHERE a.seq IS NOT NULL ORDER BY a.seq DESC LIMIT 1;
-    IF last_seq IS NULL THEN
-        last_seq := 0;
-        last_hash := repeat('0', 64);
-    END IF;
-    FOR j IN 1 .. cardinality(keep) LOOP
-        last_seq := last_seq + 1;
-        prevs[j] := last_hash;
-        last_hash := encode(sha256(convert_to(
-            last_hash || p_head[keep[j]] || last_seq::text || p_tail[keep[j]], 'UTF8')), 'hex');
-        seqs[j] := last_seq;
-        hashes[j] := last_hash;
-    END LOOP;
     INSERT INTO audit_events (request_id, kind, actor_id, actor_name, via, at, data, seq, prev_hash, hash)
-    SELECT p_request_id[k.i], p_kind[k.i], p_actor_id[k.i], p_actor_name[k.i], p_via[k.i], p_at[k.i],
-           p_data[k.i]::jsonb, k.seq, k.prev, k.hash
-      FROM unnest(keep, seqs, prevs, hashes) AS k(i, seq, prev, hash);
+    SELECT e.request_id, e.kind, e.actor_id, e.actor_name, e.via, e.at, e.data::jsonb, k.seq, k.prev, k.hash
+      FROM unnest(picked, seqs, prevs, hashes) AS k(i, seq, prev, hash)
+      JOIN unnest(p_request_id, p_kind, p_actor_id, p_actor_name, p_via, p_at, p_data) WITH ORDINALITY
+           AS e(request_id, kind, actor_id, actor_name, via, at, data, i) ON e.i = k.i
+     ORDER BY k.seq;
 END
 $fn$
 """
