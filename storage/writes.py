@@ -108,15 +108,21 @@ def pg_intake(conn: Connection, *, rows: Sequence[dict[str, Any]], labels: Seque
     return set(_fetch(conn, sql, params)[0][0])
 
 
+_array_types: dict[str, list[str]] = {}  # PostgreSQL only
+
+
 def _pg_owned_insert(conn: Connection, table: Table, owned: Sequence[tuple[str, dict[str, Any]]], *,
                      first_param: int) -> tuple[str, list[list[Any]]]:
     """``INSERT INTO table … SELECT … FROM unnest(column arrays…)`` of the rows whose owning request is in ``r``
     (the requests the same statement inserted); returns the SQL and its parameters, one array per column."""
     ins = _compiled_insert(conn, table, True)
     names = [c.name for c in ins.columns]
-    # Arrays of the columns' types without a length: an explicit cast to VARCHAR(n) would cut a longer value
-    # short, where the INSERT's own conversion refuses it ("value too long"), as any other insert does.
-    types = [re.sub(r"\(\d+\)", "", c.type.compile(dialect=conn.dialect)) + "[]" for c in ins.columns] + ["VARCHAR[]"]
+    types = _array_types.get(table.name)
+    if types is None:
+        # Arrays of the columns' types without a length: an explicit cast to VARCHAR(n) would cut a longer value
+        # short, where the INSERT's own conversion refuses it ("value too long"), as any other insert does.
+        types = _array_types[table.name] = [re.sub(r"\(\d+\)", "", c.type.compile(dialect=conn.dialect)) + "[]"
+                                            for c in ins.columns] + ["VARCHAR[]"]
     arrays = [f"${first_param + i}::{t}" for i, t in enumerate(types)]
     alias = ", ".join(f'"{n}"' for n in names)
     sql = (f'INSERT INTO "{table.name}" ({alias}) SELECT {", ".join(f"x.{a}" for a in alias.split(", "))} '
