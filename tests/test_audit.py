@@ -125,3 +125,41 @@ async def test_replicas_appending_at_once_keep_one_chain(pg_url: str) -> None:
     finally:
         for db, *_ in replicas:
             await db.close()
+
+
+async def test_migration_0006_downgrades_and_upgrades(db_url: str) -> None:
+    """Down to 0005 drops PostgreSQL's append function (SQLite has none) and up again restores it; a write after
+    that still verifies."""
+    from alembic import command
+
+    from storage.migrate import alembic_config
+
+    db, service, _tokens, _m = build_core(make_settings(db_url))
+    await upgrade(db)
+    cfg = alembic_config()
+
+    def migrate(target: str, down: bool) -> Any:
+        def run(sync_conn: Any) -> None:
+            cfg.attributes["connection"] = sync_conn
+            (command.downgrade if down else command.upgrade)(cfg, target)
+        return run
+
+    async def functions() -> int:
+        if not db.is_postgres:
+            return 0
+        async with db.read() as s:
+            return int((await s.execute(text(
+                "SELECT count(*) FROM pg_proc WHERE proname = 'signoff_append_audit'"))).scalar_one())
+
+    try:
+        assert await functions() == (1 if db.is_postgres else 0)
+        async with db.engine.begin() as conn:
+            await conn.run_sync(migrate("0005_policies", down=True))
+        assert await functions() == 0
+        async with db.engine.begin() as conn:
+            await conn.run_sync(migrate("heads", down=False))
+        assert await functions() == (1 if db.is_postgres else 0)
+        await service.submit(agent="bot", body=SubmitBody.model_validate({"action": {"tool": "t", "args": {}}}))
+        assert (await verify_chain(db)).ok
+    finally:
+        await db.close()
