@@ -13,7 +13,8 @@ SQLAlchemy would send, without building its parameter dictionaries row by row (m
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -61,18 +62,14 @@ def insert_requests(conn: Connection, *, rows: Sequence[dict[str, Any]],
     if not rows:
         return set()
     if is_pg(conn):
-        ins = _compiled_insert(conn, _requests, True)
         by_request: dict[str, list[str]] = {}
         for rid, label in labels:
             by_request.setdefault(rid, []).append(label)
         inserted: set[str] = set()
         for start in range(0, len(rows), PG_ROWS_PER_INSERT):
             chunk = rows[start : start + PG_ROWS_PER_INSERT]
-            params = [v for row in chunk for v in ins.params(row)]
             pairs = [(row["id"], label) for row in chunk for label in by_request.get(row["id"], ())]
-            if pairs:
-                params += [[rid for rid, _ in pairs], [label for _, label in pairs]]
-            inserted.update(r[0] for r in _fetch(conn, _pg_multirow(ins, len(chunk), bool(pairs)), params))
+            inserted |= _pg_batch(conn, chunk, pairs, (), None)
         return inserted
     ids = [r["id"] for r in rows]
     if _bulk(conn, _requests, rows, skip_conflicts=True) == len(rows):  # sqlite3 sums an executemany's changes
@@ -91,48 +88,65 @@ def pg_intake(conn: Connection, *, rows: Sequence[dict[str, Any]], labels: Seque
     takes the chain's lock once the requests are in, so no other lock is waited for while it is held).
     Returns the ids inserted. At most ``PG_ROWS_PER_INSERT`` rows."""
     assert is_pg(conn) and 0 < len(rows) <= PG_ROWS_PER_INSERT
+    return _pg_batch(conn, rows, labels, outbox, events)
+
+
+PG_ROWS_PER_INSERT = 500  # 500 rows of the requests table stay well under PostgreSQL's 32,767 parameters
+_pg_batch_sql: dict[tuple[int, bool, bool, bool], str] = {}
+
+
+def _pg_batch(conn: Connection, rows: Sequence[dict[str, Any]], labels: Sequence[tuple[str, str]],
+              outbox: Sequence[tuple[str, dict[str, Any]]], events: Sequence[dict[str, Any]] | None) -> set[str]:
+    """The one statement of ``insert_requests`` and ``pg_intake``: a multi-row INSERT … RETURNING of the
+    requests as ``r``; the labels and outbox rows of those in ``r`` inserted from one array per column (a
+    data-modifying WITH: their foreign keys see the requests of the same statement); with ``events``, the audit
+    events of those in ``r`` appended last. The SQL depends only on the shape of the batch, and is built once
+    per shape."""
     ins = _compiled_insert(conn, _requests, True)
+    owned = [(_labels, [(rid, {"request_id": rid, "label": lb}) for rid, lb in labels]), (_outbox, outbox)]
+    key = (len(rows), bool(labels), bool(outbox), events is not None)
+    sql = _pg_batch_sql.get(key)
+    if sql is None:
+        sql = _pg_batch_sql[key] = _pg_batch_statement(conn, ins, key)
     params: list[Any] = [v for row in rows for v in ins.params(row)]
-    ctes = [f"r AS ({_pg_multirow(ins, len(rows), False)})"]
-    for name, table, owned in (("l", _labels, [(rid, {"request_id": rid, "label": lb}) for rid, lb in labels]),
-                               ("o", _outbox, outbox)):
-        if owned:
-            sql, columns = _pg_owned_insert(conn, table, owned, first_param=len(params) + 1)
-            ctes.append(f"{name} AS ({sql})")
-            params += columns
-    audit = _pg_audit_columns(conn, events)
-    n = len(params)
-    params += audit
-    sql = (f"WITH {', '.join(ctes)}, ids AS (SELECT coalesce(array_agg(id), '{{}}') AS ids FROM r) "
-           f"SELECT ids.ids, signoff_append_audit({_audit_args(n)}, ids.ids) FROM ids")
-    return set(_fetch(conn, sql, params)[0][0])
+    for table, items in owned:
+        if items:
+            params += _pg_columns(_compiled_insert(conn, table, True), items)
+    if events is None:
+        return {r[0] for r in _fetch(conn, sql, params)}
+    return set(_fetch(conn, sql, params + _pg_audit_columns(conn, events))[0][0])
 
 
-_array_types: dict[str, list[str]] = {}  # PostgreSQL only
+def _pg_batch_statement(conn: Connection, ins: _Insert, key: tuple[int, bool, bool, bool]) -> str:
+    rows, labels, outbox, audit = key
+    width = len(ins.columns)
+    values = ", ".join("(" + ", ".join(f"${r * width + c + 1}" for c in range(width)) + ")" for r in range(rows))
+    columns = ", ".join(f'"{c.name}"' for c in ins.columns)
+    ctes = [f'r AS (INSERT INTO "{_requests.name}" ({columns}) VALUES {values} ON CONFLICT DO NOTHING RETURNING id)']
+    n = rows * width  # parameters so far
+    for name, table, present in (("l", _labels, labels), ("o", _outbox, outbox)):
+        if present:
+            owned = _compiled_insert(conn, table, True)
+            types = [*owned.array_types, "VARCHAR[]"]  # the last: the id of the request owning the row
+            names = ", ".join(f'"{c.name}"' for c in owned.columns)
+            picked = ", ".join(f'x."{c.name}"' for c in owned.columns)
+            arrays = ", ".join(f"${n + i}::{t}" for i, t in enumerate(types, start=1))
+            ctes.append(f'{name} AS (INSERT INTO "{table.name}" ({names}) SELECT {picked} FROM unnest({arrays}) '
+                        f"AS x({names}, signoff_owner) JOIN r ON r.id = x.signoff_owner ON CONFLICT DO NOTHING)")
+            n += len(types)
+    if not audit:
+        return f"WITH {', '.join(ctes)} SELECT id FROM r"
+    return (f"WITH {', '.join(ctes)}, ids AS (SELECT coalesce(array_agg(id), '{{}}') AS ids FROM r) "
+            f"SELECT ids.ids, signoff_append_audit({_audit_args(n)}, ids.ids) FROM ids")
 
 
-def _pg_owned_insert(conn: Connection, table: Table, owned: Sequence[tuple[str, dict[str, Any]]], *,
-                     first_param: int) -> tuple[str, list[list[Any]]]:
-    """``INSERT INTO table … SELECT … FROM unnest(column arrays…)`` of the rows whose owning request is in ``r``
-    (the requests the same statement inserted); returns the SQL and its parameters, one array per column."""
-    ins = _compiled_insert(conn, table, True)
-    names = [c.name for c in ins.columns]
-    types = _array_types.get(table.name)
-    if types is None:
-        # Arrays of the columns' types without a length: an explicit cast to VARCHAR(n) would cut a longer value
-        # short, where the INSERT's own conversion refuses it ("value too long"), as any other insert does.
-        types = _array_types[table.name] = [re.sub(r"\(\d+\)", "", c.type.compile(dialect=conn.dialect)) + "[]"
-                                            for c in ins.columns] + ["VARCHAR[]"]
-    arrays = [f"${first_param + i}::{t}" for i, t in enumerate(types)]
-    alias = ", ".join(f'"{n}"' for n in names)
-    sql = (f'INSERT INTO "{table.name}" ({alias}) SELECT {", ".join(f"x.{a}" for a in alias.split(", "))} '
-           f"FROM unnest({', '.join(arrays)}) AS x({alias}, signoff_owner) JOIN r ON r.id = x.signoff_owner "
-           "ON CONFLICT DO NOTHING")
-    columns: list[list[Any]] = [[] for _ in types]
+def _pg_columns(ins: _Insert, owned: Sequence[tuple[str, dict[str, Any]]]) -> list[list[Any]]:
+    """Rows as one array per column (the bind processors applied), then the array of their owners' ids."""
+    columns: list[list[Any]] = [[] for _ in range(len(ins.columns) + 1)]
     for owner, row in owned:
         for column, value in zip(columns, [*ins.params(row), owner], strict=True):
             column.append(value)
-    return sql, columns
+    return columns
 
 
 def insert_labels(conn: Connection, *, pairs: Iterable[tuple[str, str]]) -> None:
@@ -195,10 +209,17 @@ def _pg_audit_columns(conn: Connection, events: Sequence[dict[str, Any]]) -> lis
 def _fetch(conn: Connection, sql: str, params: Sequence[Any]) -> list[Any]:
     """Run final SQL (the driver's parameter style: ``$n`` on PostgreSQL, ``?`` on SQLite) on the driver's
     cursor: no per-execution work in SQLAlchemy."""
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
+    with _cursor(conn) as cursor:
         cursor.execute(sql, params)
         return list(cursor.fetchall())
+
+
+@contextmanager
+def _cursor(conn: Connection) -> Iterator[Any]:
+    """The driver's own cursor on ``conn``: for final SQL, SQLAlchemy's per-execution context adds nothing."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        yield cursor
     finally:
         cursor.close()
 
@@ -256,6 +277,10 @@ class _Insert:
         processors = [_sqlite_utc if dialect.name == "sqlite" and isinstance(c.type, UTCDateTime)
                       else c.type.dialect_impl(dialect).bind_processor(dialect) for c in self.columns]
         self.processors = [(i, proc) for i, proc in enumerate(processors) if proc is not None]
+        # PostgreSQL: each column's type as an array, without a length (an explicit cast to VARCHAR(n) would cut
+        # a longer value short, where the INSERT's own conversion refuses it, as any other insert does).
+        self.array_types = [re.sub(r"\(\d+\)", "", c.type.compile(dialect=dialect)) + "[]"
+                            for c in self.columns] if dialect.name == "postgresql" else []
 
     def params(self, row: dict[str, Any]) -> list[Any]:
         values = [row.get(key, default) for key, default in self.keys]
@@ -267,30 +292,6 @@ class _Insert:
 
 
 _compiled: dict[tuple[str, str, bool], _Insert] = {}
-
-
-PG_ROWS_PER_INSERT = 500  # 500 rows of the requests table stay well under PostgreSQL's 32,767 parameters
-_pg_multirow_sql: dict[tuple[int, bool], str] = {}
-
-
-def _pg_multirow(ins: _Insert, rows: int, labels: bool) -> str:
-    """``INSERT INTO requests (…) VALUES ($1, …), (…) ON CONFLICT DO NOTHING RETURNING id`` for ``rows`` rows;
-    with ``labels``, the two parameters after the rows' are arrays of request ids and labels, inserted for the
-    rows that were (a data-modifying WITH: the labels' foreign key sees the requests of the same statement)."""
-    sql = _pg_multirow_sql.get((rows, labels))
-    if sql is None:
-        width = len(ins.columns)
-        values = ", ".join("(" + ", ".join(f"${r * width + c + 1}" for c in range(width)) + ")" for r in range(rows))
-        columns = ", ".join(f'"{c.name}"' for c in ins.columns)
-        sql = (f'INSERT INTO "{_requests.name}" ({columns}) VALUES {values} '
-               "ON CONFLICT DO NOTHING RETURNING id")
-        if labels:
-            n = rows * width
-            sql = (f"WITH r AS ({sql}), l AS (INSERT INTO \"{_labels.name}\" (request_id, label) "
-                   f"SELECT x.request_id, x.label FROM unnest(${n + 1}::varchar[], ${n + 2}::varchar[]) "
-                   "AS x(request_id, label) JOIN r ON r.id = x.request_id ON CONFLICT DO NOTHING) SELECT id FROM r")
-        _pg_multirow_sql[(rows, labels)] = sql
-    return sql
 
 
 def _compiled_insert(conn: Connection, table: Table, skip_conflicts: bool) -> _Insert:
@@ -306,13 +307,9 @@ def _bulk(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *, ski
     if not rows:
         return 0
     ins = _compiled_insert(conn, table, skip_conflicts)
-    # Straight to the driver's cursor: the statement is final, so SQLAlchemy's per-execution context adds nothing.
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
+    with _cursor(conn) as cursor:
         cursor.executemany(ins.sql, [ins.params(r) for r in rows])
         return int(cursor.rowcount)
-    finally:
-        cursor.close()
 
 
 # --- decisions ------------------------------------------------------------------------------------------------

@@ -96,3 +96,25 @@ async def test_the_statement_is_atomic_without_a_transaction_around_it(pg_url: s
         assert await _counts(db) == {"requests": 1, "request_labels": 1, "outbox": 0, "audit_events": 1}
     finally:
         await db.close()
+
+
+async def test_insert_requests_takes_labels_of_the_rows_inserted_only(db_url: str) -> None:
+    """The statement-by-statement path (a batch with a budget rule, batches of the batch API): labels go in
+    for the requests inserted, and a second insert of the same idempotency key adds neither row nor labels."""
+    db, service, _tokens, _metrics = build_core(make_settings(db_url))
+    await upgrade(db)
+    try:
+        first = service.prepare(agent="bot", body=_body(1, idempotency_key="same"))
+        again = service.prepare(agent="bot", body=_body(1, idempotency_key="same"))
+        other = service.prepare(agent="bot", body=_body(2))
+
+        def insert(*ps: Any) -> Any:
+            return lambda conn: writes.insert_requests(
+                conn, rows=[p.row for p in ps], labels=[(p.row["id"], lb) for p in ps for lb in p.labels])
+
+        assert await db.run_write(insert(first, other)) == {first.row["id"], other.row["id"]}
+        assert await db.run_write(insert(again)) == set()
+        counts = await _counts(db)
+        assert (counts["requests"], counts["request_labels"]) == (2, 4)
+    finally:
+        await db.close()
