@@ -17,7 +17,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -127,8 +127,7 @@ class Database:
 
     async def run_write(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn(connection)`` as one write transaction; commits if it returns, rolls back if it raises."""
-        self._enter()
-        try:
+        with self._in_use():
             if self._writer is None:
                 async with self._connected_core(immediate=True) as conn:
                     return await conn.run_sync(fn)
@@ -142,21 +141,16 @@ class Database:
                     with contextlib.suppress(Exception):
                         await asyncio.wait([fut])
                     raise
-        finally:
-            self._exit()
 
     async def run_statement(self, fn: Callable[[Connection], T]) -> T:
         """``run_write`` for a ``fn`` that sends a single statement: on PostgreSQL the statement is its own
         transaction (autocommit, so no BEGIN and COMMIT round trips; a statement is atomic either way)."""
-        if self._writer is not None or not self.is_postgres:
+        if not self.is_postgres:
             return await self.run_write(fn)
-        self._enter()
-        try:
+        with self._in_use():
             async with self._checked_out(immediate=False) as conn:
                 conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 return await conn.run_sync(fn)
-        finally:
-            self._exit()
 
     def _sync_transaction(self, fn: Callable[[Connection], T]) -> T:
         assert self._sync_engine is not None
@@ -187,14 +181,11 @@ class Database:
 
     async def run_read(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn(connection)`` in a read transaction (one snapshot); on a SQLite file in a reader thread."""
-        self._enter()
-        try:
+        with self._in_use():
             if self._readers is None:
                 async with self._connected_core(immediate=False) as conn:
                     return await conn.run_sync(fn)
             return await asyncio.get_running_loop().run_in_executor(self._readers, self._sync_read, fn)
-        finally:
-            self._exit()
 
     def _sync_read(self, fn: Callable[[Connection], T]) -> T:
         assert self._read_engine is not None
@@ -206,23 +197,23 @@ class Database:
         async with self._session(immediate=False) as s:
             yield s
 
-    def _enter(self) -> None:
+    @contextlib.contextmanager
+    def _in_use(self) -> Iterator[None]:
+        """Counts work in flight, which ``close`` waits for."""
         self._active += 1
         self._idle.clear()
-
-    def _exit(self) -> None:
-        self._active -= 1
-        if self._active == 0:
-            self._idle.set()
+        try:
+            yield
+        finally:
+            self._active -= 1
+            if self._active == 0:
+                self._idle.set()
 
     @asynccontextmanager
     async def _session(self, *, immediate: bool) -> AsyncIterator[AsyncSession]:
-        self._enter()
-        try:
+        with self._in_use():
             async with self._connected(immediate=immediate) as session:
                 yield session
-        finally:
-            self._exit()
 
     @asynccontextmanager
     async def _connected(self, *, immediate: bool) -> AsyncIterator[AsyncSession]:
