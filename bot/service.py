@@ -104,8 +104,7 @@ class ApprovalService:
         self.hooks = hooks or ServiceHooks()
         self.grants = grants
         self.outbox_wakeup = asyncio.Event()
-        self._intake: GroupCommitter[_Prepared, Submitted | _Failed] = GroupCommitter(
-            self._commit_submissions)
+        self._intake: GroupCommitter[_Prepared, Submitted | _Failed] = GroupCommitter(self._commit_submissions)
 
     # --- submit -----------------------------------------------------------------------------------------
 
@@ -222,6 +221,10 @@ class ApprovalService:
             changes.append(Change(p.row["status"], public))
         return changes
 
+    def _outbox_rows(self, submitted: Sequence[_Prepared], now: datetime) -> list[tuple[str, dict[str, Any]]]:
+        """The outbox rows new requests cause (a card, a callback), each with the id of its request."""
+        return [(p.row["id"], r.to_row(now)) for p in submitted for c in self.changes(p) for r in self.plan(c)]
+
     def take_budgets(self, conn: Connection, new: Sequence[_Prepared], now: datetime) -> None:
         """Budget rules auto-approve up to N per window per agent; the count is one atomic upsert per request,
         so concurrent submissions (on any replica) never exceed N. Beyond it the request waits for review.
@@ -257,7 +260,7 @@ class ApprovalService:
         def statement(conn: Connection) -> tuple[set[str], int]:
             # PostgreSQL: the requests, their labels, outbox rows and audit events (of those inserted) in one
             # statement, committed on its own: a single round trip.
-            owned = [(p.row["id"], r.to_row(now)) for p in to_insert for c in self.changes(p) for r in self.plan(c)]
+            owned = self._outbox_rows(to_insert, now)
             inserted = writes.pg_intake(conn, rows=[p.row for p in to_insert], labels=labels, outbox=owned,
                                         events=[e for p in to_insert for e in p.audit])
             return inserted, sum(1 for rid, _ in owned if rid in inserted)
@@ -265,8 +268,8 @@ class ApprovalService:
         def transaction(conn: Connection) -> tuple[set[str], int]:
             inserted = writes.insert_requests(conn, rows=[p.row for p in to_insert], labels=labels)
             new = [p for p in to_insert if p.row["id"] in inserted]
-            self.take_budgets(conn, new, now)
-            queued = [r.to_row(now) for p in new for c in self.changes(p) for r in self.plan(c)]
+            self.take_budgets(conn, new, now)  # may decide some at submit: their outbox rows are planned after
+            queued = [row for _, row in self._outbox_rows(new, now)]
             writes.add_outbox(conn, items=queued)
             # Last: on PostgreSQL the audit chain's lock is held from here to the commit.
             writes.add_audit(conn, events=[e for p in new for e in p.audit])
