@@ -40,19 +40,18 @@ class Metrics:
         # Labelled children looked up once: ``labels()`` takes a lock and builds a key on every call.
         self._children: dict[tuple[Any, ...], Any] = {}
 
-    def count_http(self, method: str, route: str, code: int) -> None:
-        key = ("http", method, route, code)
+    def _child(self, metric: Any, **labels: str) -> Any:
+        key = (id(metric), *labels.values())
         child = self._children.get(key)
         if child is None:
-            child = self._children[key] = self.http.labels(method=method, route=route, code=str(code))
-        child.inc()
+            child = self._children[key] = metric.labels(**labels)
+        return child
+
+    def count_http(self, method: str, route: str, code: int) -> None:
+        self._child(self.http, method=method, route=route, code=str(code)).inc()
 
     def on_submitted(self, req: dict[str, Any]) -> None:
-        key = ("submitted", req["risk"])
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self.submitted.labels(risk=req["risk"])
-        child.inc()
+        self._child(self.submitted, risk=req["risk"]).inc()
 
     def on_terminal(self, req: dict[str, Any]) -> None:
         decision = req.get("decision") or {}
