@@ -71,14 +71,7 @@ def cpu_by_pid(procs: list[psutil.Process]) -> dict[int, float]:
 
 
 def cpu_seconds(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
+    return sum(cpu_by_pid(procs).values())
 
 
 @dataclass
