@@ -28,8 +28,9 @@ from bot.errors import (
 )
 from bot.metrics import Metrics
 from bot.openapi import openapi_document
+from bot.parking import CountedLater, ParkedWaits
 from bot.schemas import CancelBody, DecisionBody, LabelsBody, PolicyEvaluateBody, ResultBody, SubmitBody
-from bot.service import ApprovalService
+from bot.service import ApprovalService, WaitTicket
 from bot.tokens import Tokens
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ log = logging.getLogger("signoff.api")
 MAX_BODY = 1024 * 1024
 ID_PATTERN = re.compile(r"^req_[0-9a-z]{26}$")
 B = TypeVar("B", bound=BaseModel)
+WAIT_ROUTE = "/v1/requests/{id}/wait"
 PRINCIPAL = web.AppKey("principal", Principal)
 
 
@@ -53,41 +55,55 @@ class ApiDeps:
     ready: Callable[[], Awaitable[None]]
     counts: Callable[[], Awaitable[tuple[dict[str, int], int]]]
     batches: BatchService | None = None
+    parking: ParkedWaits | None = None
 
 
 def error_response(err: SignoffError, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response(err.to_json(), status=err.status, headers=headers)
 
 
+def response_for_error(method: str, path: str, exc: Exception) -> web.Response:
+    """The JSON error answer to an exception raised while handling ``method path``; re-raises a redirect."""
+    try:
+        raise exc
+    except SignoffError as e:
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(e, Unauthenticated) else None
+        return error_response(e, headers)
+    except DatabaseBusy:
+        log.warning("database busy: no connection free for %s %s", method, path)
+        return error_response(Unavailable("the database is busy; retry in a second"), {"Retry-After": "1"})
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(PayloadTooLarge(f"the body is larger than the limit of {MAX_BODY} bytes (1 MiB)"))
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status, "http_error")
+        err = SignoffError(e.reason or "error")
+        err.status, err.code = e.status, code
+        if e.status == 404:
+            err.message = f"no route for {method} {path}"
+        elif e.status == 405:
+            err.message = f"{method} is not allowed on {path}"
+        return error_response(err, {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None)
+    except Exception:
+        log.exception("unhandled error on %s %s", method, path)
+        return error_response(SignoffError("internal error; the request was not applied"))
+
+
+def route_name(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource else "unmatched"
+
+
 def make_error_middleware(metrics: Metrics) -> Any:
     @web.middleware
     async def errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
-        route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
         try:
             resp = await handler(request)
-        except SignoffError as e:
-            headers = {"WWW-Authenticate": "Bearer"} if isinstance(e, Unauthenticated) else None
-            resp = error_response(e, headers)
-        except DatabaseBusy:
-            log.warning("database busy: no connection free for %s %s", request.method, request.path)
-            resp = error_response(Unavailable("the database is busy; retry in a second"), {"Retry-After": "1"})
-        except web.HTTPRequestEntityTooLarge:
-            resp = error_response(PayloadTooLarge(f"the body is larger than the limit of {MAX_BODY} bytes (1 MiB)"))
-        except web.HTTPException as e:
-            if e.status < 400:
-                raise
-            code = {404: "not_found", 405: "method_not_allowed"}.get(e.status, "http_error")
-            err = SignoffError(e.reason or "error")
-            err.status, err.code = e.status, code
-            if e.status == 404:
-                err.message = f"no route for {request.method} {request.path}"
-            elif e.status == 405:
-                err.message = f"{request.method} is not allowed on {request.path}"
-            resp = error_response(err, {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None)
-        except Exception:
-            log.exception("unhandled error on %s %s", request.method, request.path)
-            resp = error_response(SignoffError("internal error; the request was not applied"))
-        metrics.count_http(request.method, route, resp.status)
+        except Exception as e:
+            resp = response_for_error(request.method, request.path, e)
+        if not isinstance(resp, CountedLater):
+            metrics.count_http(request.method, route_name(request), resp.status)
         return resp
 
     return errors
@@ -225,7 +241,7 @@ class Api:
             web.post("/v1/requests", self.submit),
             web.get("/v1/requests", self.list),
             web.get("/v1/requests/{id}", self.get),
-            web.get("/v1/requests/{id}/wait", self.wait),
+            web.get(WAIT_ROUTE, self.wait),
             web.post("/v1/requests/{id}/decision", self.decide),
             web.post("/v1/requests/{id}/cancel", self.cancel),
             web.post("/v1/requests/{id}/labels", self.labels),
@@ -251,12 +267,32 @@ class Api:
         req = await self.d.service.get(request_id=_request_id(request), principal=principal)
         return _json(public_request(req))
 
-    async def wait(self, request: web.Request) -> web.Response:
+    async def wait(self, request: web.Request) -> web.StreamResponse:
         principal = await self._who(request)
         q = _query(request, _QUERY["wait"])
         timeout_s = _float_param(q, "timeout_s", 30.0, 0.0, 60.0)
-        req = await self.d.service.wait(request_id=_request_id(request), timeout_s=timeout_s, principal=principal)
-        return _json(public_request(req))
+        service = self.d.service
+        ticket = await service.start_wait(request_id=_request_id(request), timeout_s=timeout_s, principal=principal)
+        if not isinstance(ticket, WaitTicket):
+            return _json(public_request(ticket))
+        parking = self.d.parking
+        parked = parking.response(request, ticket, self._answer_parked) if parking is not None else None
+        if parked is not None:
+            return parked  # the connection is held by ParkedWaits until the answer (see bot/parking.py)
+        try:
+            await service.park(ticket)
+        finally:
+            service.end_wait(ticket)
+        return _json(public_request(await service.finish_wait(ticket)))
+
+    async def _answer_parked(self, ticket: WaitTicket) -> web.Response:
+        """The answer to a wait parked in ``ParkedWaits``: what the handler would have sent, counted alike."""
+        try:
+            resp = _json(public_request(await self.d.service.finish_wait(ticket)))
+        except Exception as e:
+            resp = response_for_error("GET", f"/v1/requests/{ticket.request_id}/wait", e)
+        self.d.metrics.count_http("GET", WAIT_ROUTE, resp.status)
+        return resp
 
     async def list(self, request: web.Request) -> web.Response:
         principal = await self._who(request)

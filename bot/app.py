@@ -11,15 +11,17 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bot.api import MAX_BODY, Api, ApiDeps, make_error_middleware
+from bot.api import MAX_BODY, Api, ApiDeps, error_response, make_error_middleware
 from bot.batches import BatchService
 from bot.clock import Clock, SystemClock
 from bot.config import Config, load_config
 from bot.effects import Effects, WebhookEffects
+from bot.errors import Unavailable
 from bot.grants import Grants
 from bot.jobs import build_scheduler
 from bot.metrics import Metrics
 from bot.outbox import OutboxWorker
+from bot.parking import ParkedWaits
 from bot.schedule_service import ScheduleService
 from bot.service import ApprovalService, ServiceHooks
 from bot.settings import Settings
@@ -110,8 +112,9 @@ class SignoffApp:
             idle_poll_s=self.tuning.outbox_poll_s,
         )
         self.web = web.Application(client_max_size=MAX_BODY, middlewares=[make_error_middleware(self.metrics)])
+        self.parking = ParkedWaits(self.service)
         deps = ApiDeps(service=self.service, tokens=self.tokens, metrics=self.metrics,
-                       ready=self.db.ping, counts=self._counts, batches=self.batches)
+                       ready=self.db.ping, counts=self._counts, batches=self.batches, parking=self.parking)
         self.web.add_routes(Api(deps).routes())
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -223,6 +226,10 @@ class SignoffApp:
         if self._socket_mode is not None:
             with contextlib.suppress(Exception):
                 await self._socket_mode.close_async()
+        if self._site is not None:
+            await self._site.stop()  # no new connections while the parked waits are answered
+        await self.parking.close(error_response(
+            Unavailable("signoff is stopping; call /wait again in a moment"), {"Retry-After": "1"}))
         if self._runner is not None:
             await self._runner.cleanup()
         if self._scheduler is not None:

@@ -45,6 +45,17 @@ MAX_WAIT_S = 60.0
 EXPIRY_BATCH = 1000
 
 
+@dataclass(slots=True)
+class WaitTicket:
+    """An agent waiting on a request: woken through ``fut`` by the decision, answered at ``deadline`` (event
+    loop time) at the latest. Small, because ten thousand of them may be parked at once."""
+
+    request_id: str
+    fut: asyncio.Future[dict[str, Any] | None]
+    deadline: float
+    principal: Principal | None
+
+
 @dataclass
 class _Prepared:
     row: dict[str, Any]
@@ -341,28 +352,60 @@ class ApprovalService:
         items = [request_json(r, now=now) for r in rows]
         return items, (rows[-1].id if more and rows else None)
 
-    async def wait(
+    async def start_wait(
         self, *, request_id: str, timeout_s: float, principal: Principal | None = None
-    ) -> dict[str, Any]:
-        """Return once the request is terminal, or after ``timeout_s`` with its current state."""
+    ) -> dict[str, Any] | WaitTicket:
+        """The request's view if there is nothing to wait for (terminal, or ``timeout_s`` 0), else a ticket
+        registered to be woken by the decision, to be parked until its deadline and then handed to
+        ``finish_wait``. The deadline is also the request's own (plus a little), so an expiry is reported at
+        once even before the sweep runs."""
         timeout_s = max(0.0, min(timeout_s, MAX_WAIT_S))
         fut = self.waiters.register(request_id)
         try:
             current = await self.get(request_id=request_id, principal=principal)
-            if domain.is_terminal(current["status"]) or timeout_s == 0:
-                return current
-            expires_in = _seconds_until(current["expires_at"], self.clock.now())
-            del current  # hold only the future while parked
-            view = None
-            # Also wake at the deadline, so an expiry is reported at once even before the sweep runs.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(timeout_s, expires_in + 0.05)):
-                    view = await fut
-            if view is not None and domain.is_terminal(view["status"]):
-                return view  # the committed decision, handed over by the decider: no second read
-            return await self.get(request_id=request_id, principal=principal)
-        finally:
+        except BaseException:
             self.waiters.discard(request_id, fut)
+            raise
+        if domain.is_terminal(current["status"]) or timeout_s == 0:
+            self.waiters.discard(request_id, fut)
+            return current
+        expires_in = _seconds_until(current["expires_at"], self.clock.now())
+        deadline = asyncio.get_running_loop().time() + min(timeout_s, expires_in + 0.05)
+        return WaitTicket(request_id, fut, deadline, principal)
+
+    def end_wait(self, ticket: WaitTicket) -> None:
+        """Stop waking the ticket (its agent went away, or it is being answered)."""
+        self.waiters.discard(ticket.request_id, ticket.fut)
+
+    async def finish_wait(self, ticket: WaitTicket) -> dict[str, Any]:
+        """The answer to a parked wait, woken or at its deadline: the committed decision handed over by the
+        decider (no second read), else the request read again."""
+        self.end_wait(ticket)
+        fut = ticket.fut
+        view = fut.result() if fut.done() and not fut.cancelled() else None
+        if view is not None and domain.is_terminal(view["status"]):
+            return view
+        return await self.get(request_id=ticket.request_id, principal=ticket.principal)
+
+    async def wait(
+        self, *, request_id: str, timeout_s: float, principal: Principal | None = None
+    ) -> dict[str, Any]:
+        """Return once the request is terminal, or after ``timeout_s`` with its current state."""
+        ticket = await self.start_wait(request_id=request_id, timeout_s=timeout_s, principal=principal)
+        if not isinstance(ticket, WaitTicket):
+            return ticket
+        try:
+            await self.park(ticket)
+        finally:
+            self.end_wait(ticket)
+        return await self.finish_wait(ticket)
+
+    @staticmethod
+    async def park(ticket: WaitTicket) -> None:
+        """Hold this task until the ticket is woken or its deadline passes."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(ticket.deadline):
+                await asyncio.shield(ticket.fut)
 
     # --- decide ---------------------------------------------------------------------------------------
 

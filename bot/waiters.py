@@ -26,7 +26,8 @@ class Waiters:
     re-read) resolve with None and the waiter reads the request itself."""
 
     def __init__(self) -> None:
-        self._waiting: dict[str, set[asyncio.Future[dict[str, Any] | None]]] = {}
+        # A list per request (most have one waiter): a set costs four times the memory of a short list.
+        self._waiting: dict[str, list[asyncio.Future[dict[str, Any] | None]]] = {}
 
     def __len__(self) -> int:
         return sum(len(s) for s in self._waiting.values())
@@ -37,14 +38,15 @@ class Waiters:
 
     def register(self, request_id: str) -> asyncio.Future[dict[str, Any] | None]:
         fut: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(request_id, set()).add(fut)
+        self._waiting.setdefault(request_id, []).append(fut)
         return fut
 
     def discard(self, request_id: str, fut: asyncio.Future[dict[str, Any] | None]) -> None:
         futs = self._waiting.get(request_id)
         if futs is None:
             return
-        futs.discard(fut)
+        with contextlib.suppress(ValueError):
+            futs.remove(fut)
         if not futs:
             del self._waiting[request_id]
 
