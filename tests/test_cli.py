@@ -13,6 +13,8 @@ import io
 import json
 import os
 import re
+import subprocess as sp
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from bot.cli import main
 from bot.errors import Unauthenticated
 from bot.schemas import SubmitBody
 from storage import repository as repo
-from storage.migrate import head_revisions, upgrade
+from storage.migrate import head_revisions, newest_revisions, upgrade
 from tests.conftest import make_settings
 from tests.support.proc import cli_env, run_cli
 
@@ -195,6 +197,29 @@ def test_config_check_names_file_key_and_problem(env: dict[str, str], tmp_path: 
     good.write_text("reviewers: [S0REVIEWERS]\nroutes:\n  - match: {tool: 'deploy*'}\n    required_approvals: 2\n")
     out = ok({**env, "SIGNOFF_CONFIG": str(good)}, "config", "check", cwd=tmp_path)
     assert str(good) in out and "OK" in out and "1 route" in out
+
+
+def test_the_newest_revisions_read_from_the_files_are_alembics_heads() -> None:
+    assert newest_revisions() == frozenset(head_revisions())
+
+
+def test_a_server_on_an_up_to_date_database_does_not_load_alembic(env: dict[str, str], tmp_path: Path) -> None:
+    ok(env, "db", "upgrade", cwd=tmp_path, subprocess=True)
+    probe = (
+        "import asyncio, sys\n"
+        "from bot.app import SignoffApp\n"
+        "from bot.settings import Settings\n"
+        "async def main():\n"
+        "    app = SignoffApp(Settings.from_env())\n"
+        "    await app.start()\n"
+        "    await app.stop()\n"
+        "    print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
+        "asyncio.run(main())\n"
+    )
+    out = sp.run([sys.executable, "-c", probe], env={**env, "SIGNOFF_PORT": "0"}, cwd=tmp_path, capture_output=True,
+                 text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_db_upgrade_prints_the_revision(env: dict[str, str], tmp_path: Path) -> None:
