@@ -83,7 +83,8 @@ _BATCH: dict[str, Any] = {"type": "object", "required": ["id", "status", "reques
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "Malformed body", 401: "Missing or unknown token", 403: "Not allowed for this token",
             404: "No such request", 409: "Conflict: already decided, version changed or idempotency key reused",
-            413: "Body larger than 1 MiB", 415: "Body is not JSON", 422: "A field is invalid (named)"}
+            413: "Body larger than 1 MiB", 415: "Body is not JSON", 422: "A field is invalid (named)",
+            503: "The server is stopping or its database is busy: call again after Retry-After"}
     return {str(c): _resp(text[c], _ERR) for c in codes}
 
 
@@ -135,7 +136,7 @@ def openapi_document() -> dict[str, Any]:
                                              params=[_ID])},
             "/v1/requests/{id}/wait": {"get": _op(
                 "Wait until the request is decided or timeout_s passes", {"200": _resp("The request", _REQ)},
-                404, 422, params=[_ID, q("timeout_s", {"type": "number", "minimum": 0, "maximum": 60})])},
+                404, 422, 503, params=[_ID, q("timeout_s", {"type": "number", "minimum": 0, "maximum": 60})])},
             "/v1/requests/{id}/decision": {"post": _op(
                 "Approve, edit or reject (reviewer or admin token)", {"200": _resp("Decided", _REQ)},
                 400, 403, 404, 409, 413, 415, 422, body="DecisionBody", params=[_ID])},
