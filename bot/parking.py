@@ -38,6 +38,7 @@ Answer = Callable[[WaitTicket], Awaitable[web.Response]]
 # One selector watches every parked socket, and the event loop watches the selector: it needs a descriptor
 # (epoll, kqueue, /dev/poll; not plain select()).
 _CAN_WATCH = hasattr(selectors.DefaultSelector, "fileno")
+SEND_TIMEOUT_S = 30.0
 
 
 class CountedLater:
@@ -188,11 +189,12 @@ class ParkedWaits:
         try:
             sock.setblocking(False)
             data = response_bytes(resp or await parked.answer(parked.ticket), parked.version)
-            await asyncio.get_running_loop().sock_sendall(sock, data)
+            async with asyncio.timeout(SEND_TIMEOUT_S):  # an agent that stopped reading is not waited on forever
+                await asyncio.get_running_loop().sock_sendall(sock, data)
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass  # the agent went away just now; it calls again
+        except (OSError, TimeoutError):
+            pass  # the agent went away just now (it calls again), or stopped reading
         finally:
             sock.close()
 
