@@ -276,7 +276,7 @@ class Api:
         if not isinstance(ticket, WaitTicket):
             return _json(public_request(ticket))
         parking = self.d.parking
-        parked = parking.response(request, ticket, self._answer_parked) if parking is not None else None
+        parked = parking.park(request, ticket, self._answer_parked) if parking is not None else None
         if parked is not None:
             return parked  # the connection is held by ParkedWaits until the answer (see bot/parking.py)
         try:

@@ -94,10 +94,10 @@ class ParkedWaits:
 
     # --- taking a connection over --------------------------------------------------------------------------
 
-    def response(self, request: web.Request, ticket: WaitTicket, answer: Answer) -> web.StreamResponse | None:
-        """A response that parks ``request``'s connection when aiohttp prepares it, or None where this
-        connection cannot be taken over (the caller then waits in the handler). ``answer`` makes the HTTP
-        response once the ticket is woken or at its deadline, and never raises."""
+    def park(self, request: web.Request, ticket: WaitTicket, answer: Answer) -> web.StreamResponse | None:
+        """Take ``request``'s connection over and return the (empty) response for aiohttp to finish with, or
+        None where the connection cannot be taken over (the caller then waits in the handler). ``answer``
+        makes the HTTP response once the ticket is woken or at its deadline, and never raises."""
         transport = request.transport
         if (not _CAN_WATCH or self.closing or request.method != "GET" or transport is None or transport.is_closing()
                 or transport.get_extra_info("sslcontext") is not None):
@@ -108,22 +108,18 @@ class ParkedWaits:
         proto = request.protocol
         if getattr(proto, "_messages", None) or getattr(proto, "_message_tail", None):
             return None  # a pipelined request is already buffered behind this one: keep the connection in aiohttp
-        return _Takeover(self, sock, ticket, answer, (request.version.major, request.version.minor))
-
-    def take_over(self, request: web.BaseRequest, sock: socket.socket, ticket: WaitTicket, answer: Answer,
-                  version: tuple[int, int]) -> None:
-        transport = request.transport
-        assert transport is not None
         transport.pause_reading()
         fd = os.dup(sock.fileno())  # shares the open connection (and its O_NONBLOCK) with aiohttp's socket
         try:
-            self._watch(_Parked(self, fd, ticket, answer, version))
+            self._watch(_Parked(self, fd, ticket, answer, (request.version.major, request.version.minor)))
         except BaseException:
             os.close(fd)
             transport.resume_reading()
             raise
-        # aiohttp closes its copy of the socket; ours keeps the connection open, so nothing reaches the agent.
-        request.protocol.force_close()
+        # Done in the handler, with no await after it, so no cancellation can come between: aiohttp closes its
+        # copy of the socket, ours keeps the connection open, and the response below writes nothing.
+        proto.force_close()
+        return _Detached()
 
     def _watch(self, parked: _Parked) -> None:
         loop = asyncio.get_running_loop()
@@ -236,17 +232,13 @@ class ParkedWaits:
             self._selector = None
 
 
-class _Takeover(web.StreamResponse, CountedLater):
-    """Prepared by aiohttp like any response, it hands the connection to ``ParkedWaits`` and writes nothing."""
+class _Detached(web.StreamResponse, CountedLater):
+    """What aiohttp finishes a parked wait with: nothing goes on the wire (the connection is no longer its)."""
 
-    def __init__(self, parking: ParkedWaits, sock: socket.socket, ticket: WaitTicket, answer: Answer,
-                 version: tuple[int, int]) -> None:
+    def __init__(self) -> None:
         super().__init__(status=200)
-        self._args = (sock, ticket, answer, version)
-        self._parking = parking
 
     async def prepare(self, request: web.BaseRequest) -> Any:
-        self._parking.take_over(request, *self._args)
         return None
 
     async def write_eof(self, data: bytes = b"") -> None:
