@@ -30,7 +30,16 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
 _RANDOM = bytearray()
-os.register_at_fork(after_in_child=_RANDOM.clear)  # a forked child must never reuse the parent's bytes
+# The millisecond and random part of the newest id this process made, for ids made within one millisecond.
+_LAST = [0, 0]
+
+
+def _after_fork() -> None:
+    _RANDOM.clear()  # a forked child must never reuse the parent's bytes,
+    _LAST[:] = [0, 0]  # nor continue its sequence (both would make the same next id)
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _random80() -> int:
@@ -43,8 +52,15 @@ def _random80() -> int:
 
 
 def new_id(prefix: str, now: datetime) -> str:
-    """A sortable unique id: 48-bit millisecond time and 80 random bits, Crockford base32 (ULID layout)."""
-    value = (int(now.timestamp() * 1000) << 80) | _random80()
+    """A sortable unique id: 48-bit millisecond time and 80 random bits, Crockford base32 (ULID layout).
+
+    Ids made by one process within one millisecond count up from the first one's random part (ULID's
+    monotonic variant), so they sort in the order they were made: requests submitted one after another list
+    newest first even when they share a millisecond."""
+    ms = int(now.timestamp() * 1000)
+    rnd = _LAST[1] + 1 if ms == _LAST[0] and _LAST[1] < (1 << 80) - 1 else _random80()
+    _LAST[0], _LAST[1] = ms, rnd
+    value = (ms << 80) | rnd
     return prefix + "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
 
 

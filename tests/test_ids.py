@@ -51,3 +51,25 @@ def test_ids_are_unique_and_a_forked_child_draws_its_own_randomness() -> None:
     os.waitpid(pid, 0)
     os.close(read)
     assert child != domain.new_id("req_", now)
+
+
+def _millis(rid: str) -> int:
+    value = 0
+    for c in rid[4:14]:
+        value = value * 32 + CROCKFORD.index(c)
+    return value
+
+
+def test_ids_made_within_one_millisecond_sort_in_the_order_they_were_made() -> None:
+    now = datetime(2026, 12, 4, 14, 0, tzinfo=UTC)
+    ids = [domain.new_id("req_", now) for _ in range(1000)]
+    assert ids == sorted(ids) and len(set(ids)) == 1000
+    assert {_millis(i) for i in ids} == {int(now.timestamp() * 1000)}
+
+
+def test_an_id_made_for_an_earlier_time_still_carries_its_own_millisecond() -> None:
+    later = datetime(2026, 12, 4, 14, 0, tzinfo=UTC)
+    earlier = later - timedelta(hours=1)
+    domain.new_id("req_", later)
+    rid = domain.new_id("req_", earlier)
+    assert _millis(rid) == int(earlier.timestamp() * 1000)
