@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,6 +29,14 @@ async def lv(sqlite_url: str) -> AsyncIterator[Live]:
     finally:
         await live.http.close()
         await live.app.stop()
+
+
+def _open_fds() -> int | None:
+    """How many descriptors this process has open (None where /proc does not tell)."""
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
 
 
 async def _until(cond: Any, what: str, timeout_s: float = 10.0) -> None:
@@ -207,3 +217,33 @@ async def test_the_deadline_heap_does_not_keep_answered_waits(lv: Live) -> None:
             writer.close()
         await _until(lambda: len(lv.app.parking) == 0, "every hung-up wait is forgotten")
     assert len(lv.app.parking._deadlines) <= 130  # 300 if nothing were ever dropped
+
+
+async def test_a_crowd_of_waits_decided_hung_up_and_timed_out_leaves_no_socket_or_ticket_behind(lv: Live) -> None:
+    """200 waits on 40 requests: a quarter of the agents hang up, half the requests are decided, the rest
+    time out. Every remaining agent gets the right answer, and afterwards nothing is parked, registered or
+    left open."""
+    fds_before = _open_fds()
+    reqs = [await lv.submit() for _ in range(40)]
+    waits = [(reqs[i % 40]["id"], *await _open_wait(lv, reqs[i % 40]["id"], timeout_s=1.0)) for i in range(200)]
+    await _until(lambda: len(lv.app.parking) == 200, "every wait is parked")
+    rng = random.Random(4)
+    gone = set(rng.sample(range(200), 50))
+    for i in gone:
+        waits[i][2].close()
+    decided = {r["id"] for r in reqs[:20]}
+    await asyncio.gather(*(_decide(lv, rid) for rid in decided))
+
+    async def answer(rid: str, reader: asyncio.StreamReader) -> str:
+        status_line, _, body = _parse(await reader.read())
+        assert status_line == "HTTP/1.1 200 OK"
+        return str(json.loads(body)["status"])
+
+    kept = [w for i, w in enumerate(waits) if i not in gone]
+    statuses = await asyncio.wait_for(asyncio.gather(*(answer(rid, r) for rid, r, _ in kept)), 15)
+    for (rid, _, writer), status in zip(kept, statuses, strict=True):
+        writer.close()
+        assert status == ("approved" if rid in decided else "pending")
+    await _until(lambda: len(lv.app.parking) == 0 and len(lv.app.service.waiters) == 0, "nothing is left parked")
+    if fds_before is not None:  # the client and server ends of the decisions' pooled connections may stay open
+        await _until(lambda: (_open_fds() or 0) <= fds_before + 45, "the parked sockets are closed")
