@@ -38,6 +38,7 @@ from bot.policy_ops import (
 from bot.policy_time import LocalClock, Window
 
 CANDIDATE_CACHE_SIZE: Final = 8192
+_UNSEEN: Final = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +232,7 @@ class Policy:
         if not candidates:
             return None
         label_set = labels if isinstance(labels, frozenset) else frozenset(labels)
+        walked: dict[str, Any] = {}  # dotted paths already followed in this evaluation (rules share them)
         # Labels, args and time: the conditions the candidate memo does not settle. Written out in one loop
         # because it runs for up to every rule on every submission.
         for rule in candidates:
@@ -239,7 +241,9 @@ class Policy:
             for key, dotted, test in rule.fields:
                 value = args.get(key, MISSING)
                 if value is MISSING and dotted is not None:
-                    value = walk(args, dotted)
+                    value = walked.get(key, _UNSEEN)
+                    if value is _UNSEEN:
+                        value = walked[key] = walk(args, dotted)
                 if not test(value):
                     break
             else:
