@@ -279,11 +279,7 @@ class Api:
         parked = parking.park(request, ticket, self._answer_parked) if parking is not None else None
         if parked is not None:
             return parked  # the connection is held by ParkedWaits until the answer (see bot/parking.py)
-        try:
-            await service.park(ticket)
-        finally:
-            service.end_wait(ticket)
-        return _json(public_request(await service.finish_wait(ticket)))
+        return _json(public_request(await service.wait_out(ticket)))
 
     async def _answer_parked(self, ticket: WaitTicket) -> web.Response:
         """The answer to a wait parked in ``ParkedWaits``: what the handler would have sent, counted alike."""

@@ -378,34 +378,30 @@ class ApprovalService:
         self.waiters.discard(ticket.request_id, ticket.fut)
 
     async def finish_wait(self, ticket: WaitTicket) -> dict[str, Any]:
-        """The answer to a parked wait, woken or at its deadline: the committed decision handed over by the
+        """The answer to an ended wait, woken or at its deadline: the committed decision handed over by the
         decider (no second read), else the request read again."""
-        self.end_wait(ticket)
         fut = ticket.fut
         view = fut.result() if fut.done() and not fut.cancelled() else None
         if view is not None and domain.is_terminal(view["status"]):
             return view
         return await self.get(request_id=ticket.request_id, principal=ticket.principal)
 
+    async def wait_out(self, ticket: WaitTicket) -> dict[str, Any]:
+        """Hold this task until the ticket is woken or its deadline passes; then its answer."""
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(ticket.deadline):
+                    await asyncio.shield(ticket.fut)
+        finally:
+            self.end_wait(ticket)
+        return await self.finish_wait(ticket)
+
     async def wait(
         self, *, request_id: str, timeout_s: float, principal: Principal | None = None
     ) -> dict[str, Any]:
         """Return once the request is terminal, or after ``timeout_s`` with its current state."""
         ticket = await self.start_wait(request_id=request_id, timeout_s=timeout_s, principal=principal)
-        if not isinstance(ticket, WaitTicket):
-            return ticket
-        try:
-            await self.park(ticket)
-        finally:
-            self.end_wait(ticket)
-        return await self.finish_wait(ticket)
-
-    @staticmethod
-    async def park(ticket: WaitTicket) -> None:
-        """Hold this task until the ticket is woken or its deadline passes."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout_at(ticket.deadline):
-                await asyncio.shield(ticket.fut)
+        return await self.wait_out(ticket) if isinstance(ticket, WaitTicket) else ticket
 
     # --- decide ---------------------------------------------------------------------------------------
 
