@@ -81,9 +81,8 @@ class ParkedWaits:
         self.service = service
         self._parked: dict[int, _Parked] = {}  # by socket number
         self._selector: selectors.DefaultSelector | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # One entry per parked wait, plus those of waits answered before their deadline (dropped lazily).
         self._deadlines: list[tuple[float, int, _Parked]] = []
-        self._stale = 0  # heap entries of waits already answered
         self._timer: asyncio.TimerHandle | None = None
         self._seq = 0
         self._answering: set[asyncio.Task[None]] = set()
@@ -125,7 +124,6 @@ class ParkedWaits:
         loop = asyncio.get_running_loop()
         if self._selector is None:
             self._selector = selectors.DefaultSelector()
-            self._loop = loop
             loop.add_reader(self._selector.fileno(), self._on_readable)
         self._selector.register(parked.fd, selectors.EVENT_READ, parked)
         self._parked[parked.fd] = parked
@@ -151,10 +149,7 @@ class ParkedWaits:
         now = loop.time()
         while self._deadlines and self._deadlines[0][0] <= now:
             _, _, parked = heapq.heappop(self._deadlines)
-            if self._parked.get(parked.fd) is parked:
-                self._wake(parked)
-            else:
-                self._stale -= 1
+            self._wake(parked)  # a no-op for a wait already answered
         self._arm(loop)
 
     def _wake(self, parked: _Parked, resp: web.Response | None = None) -> None:
@@ -173,12 +168,11 @@ class ParkedWaits:
         if self._selector is not None:
             self._selector.unregister(parked.fd)
         self.service.end_wait(parked.ticket)
-        self._stale += 1
-        if self._stale > 64 and self._stale > len(self._deadlines) // 2:
+        stale = len(self._deadlines) - len(self._parked)
+        if stale > 64 and stale > len(self._deadlines) // 2:
             # Most of the heap is answered waits: rebuild it from the parked ones so it holds no old tickets.
             self._deadlines = [e for e in self._deadlines if self._parked.get(e[2].fd) is e[2]]
             heapq.heapify(self._deadlines)
-            self._stale = 0
 
     async def _answer(self, parked: _Parked, resp: web.Response | None) -> None:
         sock = socket.socket(fileno=parked.fd)
@@ -226,8 +220,7 @@ class ParkedWaits:
             self._timer.cancel()
             self._timer = None
         if self._selector is not None:
-            assert self._loop is not None
-            self._loop.remove_reader(self._selector.fileno())
+            asyncio.get_running_loop().remove_reader(self._selector.fileno())
             self._selector.close()
             self._selector = None
 
