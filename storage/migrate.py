@@ -45,16 +45,13 @@ def newest_revisions() -> frozenset[str]:
     parents: set[str] = set()
     for path in (MIGRATIONS / "versions").glob("*.py"):
         for node in ast.parse(path.read_text(encoding="utf-8")).body:
-            if isinstance(node, ast.Assign) and len(node.targets) == 1:
-                target, value = node.targets[0], node.value
-            elif isinstance(node, ast.AnnAssign) and node.value is not None:
-                target, value = node.target, node.value
-            else:
+            # script.py.mako writes them as plain assignments: ``revision = "..."``, ``down_revision = ...``
+            if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
                 continue
-            if isinstance(target, ast.Name) and target.id == "revision":
-                revisions.add(ast.literal_eval(value))
-            elif isinstance(target, ast.Name) and target.id == "down_revision":
-                down = ast.literal_eval(value)
+            if node.targets[0].id == "revision":
+                revisions.add(ast.literal_eval(node.value))
+            elif node.targets[0].id == "down_revision":
+                down = ast.literal_eval(node.value)
                 parents.update((down,) if isinstance(down, str) else down or ())
     return frozenset(revisions - parents)
 
