@@ -16,6 +16,7 @@ from bot.ids import Action, Block, View
 from signoff import AsyncSignoff, Signoff
 from storage import repository as repo
 from tests.support.fakeslack import Message
+from tests.support.polling import until
 from tests.support.slack_live import CHANNEL, DANA, ERIN, MALLORY, SlackLive, slack_app
 from tests.support.slack_requests import block_action, view_submission
 
@@ -43,13 +44,6 @@ async def _card(sl: SlackLive, batch_id: str, timeout: float = 10.0) -> Message:
         if batch.get("slack"):
             return sl.slack.message(batch["slack"]["channel"], batch["slack"]["ts"])
         assert time.monotonic() < deadline, f"no card for {batch_id}"
-        await asyncio.sleep(0.02)
-
-
-async def _until(predicate: Any, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, what
         await asyncio.sleep(0.02)
 
 
@@ -161,8 +155,8 @@ async def test_one_card_decided_partly_item_by_item_and_partly_with_approve_all(
     ok = await sl.send(view_submission(callback_id=View.REJECT, private_metadata=view["private_metadata"],
                                        user_id=ERIN, values={Block.FEEDBACK: {fb: "not this customer"}}))
     assert ok.status == 200
-    await _until(lambda: _item_buttons(sl.slack.message(card.channel, card.ts).blocks, Action.BATCH_APPROVE_ITEM)
-                 == ids[2:], "the card still offers the decided items")
+    await until(lambda: _item_buttons(sl.slack.message(card.channel, card.ts).blocks, Action.BATCH_APPROVE_ITEM)
+                == ids[2:], "the card still offers the decided items")
     # Then Approve all takes the rest, each recorded as its own decision.
     await sl.send(_click(sl, sl.slack.message(card.channel, card.ts), Action.BATCH_APPROVE_ALL, bid, DANA))
     _, done = await sl.live.call("GET", f"/v1/batches/{bid}/wait?timeout_s=10")
@@ -174,7 +168,7 @@ async def test_one_card_decided_partly_item_by_item_and_partly_with_approve_all(
         assert any(kind in ("approved", "rejected") and actor == who for kind, actor in events)
     summary = next(e for e in sl.slack.ephemerals(user=DANA) if "Approved 2" in e.text)
     assert "request(s) of the batch" in summary.text
-    await _until(lambda: not _elements(sl.slack.message(card.channel, card.ts).blocks), "buttons left on the card")
+    await until(lambda: not _elements(sl.slack.message(card.channel, card.ts).blocks), "buttons left on the card")
     final = json.dumps(sl.slack.message(card.channel, card.ts).blocks)
     assert "3 approved" in final and "1 rejected" in final and "not this customer" in final
 
@@ -193,8 +187,8 @@ async def test_reject_all_asks_for_feedback_and_leaves_what_i_may_not_decide(sl:
     ok = await sl.send(view_submission(callback_id=View.BATCH_REJECT, private_metadata=bid, user_id=DANA,
                                        values={Block.FEEDBACK: {fb: "wrong week"}}))
     assert ok.status == 200
-    await _until(lambda: any("Rejected 2" in m.text for m in sl.slack.messages_in(sl.slack.dm_channel(DANA))),
-                 "no summary in the reviewer's DM")
+    await until(lambda: any("Rejected 2" in m.text for m in sl.slack.messages_in(sl.slack.dm_channel(DANA))),
+                "no summary in the reviewer's DM")
     _, now = await sl.live.call("GET", f"/v1/batches/{bid}")
     assert [r["status"] for r in now["requests"]] == ["rejected", "rejected", "pending"]
     assert {r["decision"]["feedback"] for r in now["requests"][:2]} == {"wrong week"}
@@ -206,7 +200,7 @@ async def test_a_big_batch_continues_in_the_cards_thread(sl: SlackLive) -> None:
     n = 2 * ITEMS_PER_MESSAGE + 5
     batch = await _submit(sl, {"actions": _actions(n)})
     card = await _card(sl, batch["id"], timeout=15)
-    await _until(lambda: len(sl.slack.replies(card.channel, card.ts)) == 2, "no thread parts", timeout=15)
+    await until(lambda: len(sl.slack.replies(card.channel, card.ts)) == 2, "no thread parts", timeout=15)
     listed = _item_buttons(card.blocks, Action.BATCH_APPROVE_ITEM)
     for reply in sl.slack.replies(card.channel, card.ts):
         listed += _item_buttons(reply.blocks, Action.BATCH_APPROVE_ITEM)
@@ -215,10 +209,10 @@ async def test_a_big_batch_continues_in_the_cards_thread(sl: SlackLive) -> None:
     # A decision on an item listed in the thread updates that part (and the counts on the card).
     last = sl.slack.replies(card.channel, card.ts)[-1]
     await sl.send(_click(sl, last, Action.BATCH_APPROVE_ITEM, listed[-1], DANA))
-    await _until(lambda: listed[-1] not in _item_buttons(sl.slack.message(last.channel, last.ts).blocks,
+    await until(lambda: listed[-1] not in _item_buttons(sl.slack.message(last.channel, last.ts).blocks,
                                                          Action.BATCH_APPROVE_ITEM), "the thread part was not updated")
-    await _until(lambda: "1 approved" in json.dumps(sl.slack.message(card.channel, card.ts).blocks),
-                 "the card's counts were not updated")
+    await until(lambda: "1 approved" in json.dumps(sl.slack.message(card.channel, card.ts).blocks),
+                "the card's counts were not updated")
 
 
 # --- the client ---------------------------------------------------------------------------------------------------

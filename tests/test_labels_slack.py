@@ -3,9 +3,7 @@ card, a reply in the card's thread), only by the request's reviewers."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,6 +14,7 @@ from bot.config import parse_config
 from bot.ids import Action
 from storage import repository as repo
 from tests.support.fakeslack import Message
+from tests.support.polling import until
 from tests.support.slack_live import CHANNEL, DANA, MALLORY, REVIEWERS_GROUP, SlackLive, fake_slack, start_slack_live
 from tests.support.slack_requests import block_action
 
@@ -57,18 +56,8 @@ async def _choose(sl: SlackLive, req: dict[str, Any], text: str, user: str = DAN
                          user_id=user, channel=CHANNEL, message_ts=msg.ts, message=msg.to_payload(),
                          response_url=url)
     assert (await sl.send(click)).status == 200
-    posts = await _until(lambda: sl.slack.response_posts(url)[before:], "no answer to the menu choice")
+    posts = await until(lambda: sl.slack.response_posts(url)[before:], "no answer to the menu choice")
     return str(posts[0].params.get("text"))
-
-
-async def _until(probe: Any, what: str, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found:
-            return found
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.02)
 
 
 async def _labels(sl: SlackLive, rid: str) -> list[str]:
@@ -82,7 +71,7 @@ async def test_add_and_remove_a_label_from_the_card(sl: SlackLive) -> None:
     answer = await _choose(sl, req, "Add label: needs-human-review")
     assert "Added the label `needs-human-review`" in answer
     assert await _labels(sl, req["id"]) == ["needs-human-review", "refunds"]
-    card = await _until(lambda: "Remove label: needs-human-review" in _menu(
+    card = await until(lambda: "Remove label: needs-human-review" in _menu(
         sl.slack.message(CHANNEL, req["slack"]["ts"])), "the card's menu was not updated")
     assert card
     assert "`needs-human-review`" in json.dumps(sl.slack.message(CHANNEL, req["slack"]["ts"]).blocks)
@@ -101,14 +90,14 @@ async def test_escalate_labels_posts_to_the_escalation_channel_with_a_link_and_r
     answer = await _choose(sl, req, ":rotating_light: Escalate")
     assert "Escalated" in answer and f"<#{ESCALATE_TO}>" in answer
     assert await _labels(sl, req["id"]) == ["escalation"]
-    notice = (await _until(lambda: sl.slack.messages_in(ESCALATE_TO), "nothing in the escalation channel"))[0]
+    notice = (await until(lambda: sl.slack.messages_in(ESCALATE_TO), "nothing in the escalation channel"))[0]
     text = json.dumps(notice.blocks)
     assert req["slack"]["permalink"] in text and "<!subteam^S0ONCALL>" in text and f"<@{DANA}>" in text
     assert "refund over the limit" in text
-    reply = (await _until(lambda: sl.slack.replies(CHANNEL, req["slack"]["ts"]), "no reply in the card's thread"))[0]
+    reply = (await until(lambda: sl.slack.replies(CHANNEL, req["slack"]["ts"]), "no reply in the card's thread"))[0]
     assert f"<#{ESCALATE_TO}>" in json.dumps(reply.blocks)
-    await _until(lambda: ":rotating_light: Escalate" not in _menu(sl.slack.message(CHANNEL, req["slack"]["ts"])),
-                 "the card still offers Escalate")
+    await until(lambda: ":rotating_light: Escalate" not in _menu(sl.slack.message(CHANNEL, req["slack"]["ts"])),
+                "the card still offers Escalate")
     # A stale card's Escalate does not escalate twice.
     again = await _choose(sl, req, ":rotating_light: Escalate", value=f"esc|escalation|{req['id']}")
     assert "already escalated" in again

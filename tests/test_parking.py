@@ -17,6 +17,7 @@ import pytest
 from bot.app import Tuning
 from storage.db import DatabaseBusy
 from tests.conftest import Live, start_live
+from tests.support.polling import until
 
 NO_REREAD = Tuning(reread_every_s=30)
 
@@ -37,14 +38,6 @@ def _open_fds() -> int | None:
         return len(os.listdir("/proc/self/fd"))
     except OSError:
         return None
-
-
-async def _until(cond: Any, what: str, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        await asyncio.sleep(0.005)
 
 
 async def _open_wait(live: Live, rid: str, timeout_s: float = 25, version: str = "1.1", method: str = "GET",
@@ -74,7 +67,7 @@ async def _decide(live: Live, rid: str) -> dict[str, Any]:
 async def test_a_parked_wait_is_answered_with_the_decision_as_a_handler_would(lv: Live) -> None:
     req = await lv.submit()
     reader, writer = await _open_wait(lv, req["id"])
-    await _until(lambda: len(lv.app.parking) == 1, "the wait is parked")
+    await until(lambda: len(lv.app.parking) == 1, "the wait is parked")
     assert len(lv.app.service.waiters) == 1
     decided = await _decide(lv, req["id"])
     raw = await asyncio.wait_for(reader.read(), 10)  # to EOF: the answer closes the connection
@@ -128,10 +121,10 @@ async def test_waits_with_different_deadlines_are_each_answered_at_their_own(lv:
 async def test_an_agent_that_hangs_up_is_forgotten_at_once(lv: Live) -> None:
     req = await lv.submit()
     _, writer = await _open_wait(lv, req["id"])
-    await _until(lambda: len(lv.app.parking) == 1, "the wait is parked")
+    await until(lambda: len(lv.app.parking) == 1, "the wait is parked")
     writer.close()
-    await _until(lambda: len(lv.app.parking) == 0 and len(lv.app.service.waiters) == 0,
-                 "the hung-up wait is forgotten")
+    await until(lambda: len(lv.app.parking) == 0 and len(lv.app.service.waiters) == 0,
+                "the hung-up wait is forgotten")
     await _decide(lv, req["id"])  # nobody to answer, nothing breaks
     status, out = await lv.call("GET", f"/v1/requests/{req['id']}/wait?timeout_s=5")
     assert status == 200 and out["status"] == "approved"
@@ -140,7 +133,7 @@ async def test_an_agent_that_hangs_up_is_forgotten_at_once(lv: Live) -> None:
 async def test_every_agent_waiting_on_one_request_is_woken(lv: Live) -> None:
     req = await lv.submit()
     waits = [await _open_wait(lv, req["id"]) for _ in range(5)]
-    await _until(lambda: len(lv.app.parking) == 5, "five waits are parked")
+    await until(lambda: len(lv.app.parking) == 5, "five waits are parked")
     await _decide(lv, req["id"])
     for reader, writer in waits:
         _, _, body = _parse(await asyncio.wait_for(reader.read(), 10))
@@ -151,7 +144,7 @@ async def test_every_agent_waiting_on_one_request_is_woken(lv: Live) -> None:
 async def test_an_error_while_answering_is_the_json_error_a_handler_sends(lv: Live, monkeypatch: Any) -> None:
     req = await lv.submit()
     reader, writer = await _open_wait(lv, req["id"])
-    await _until(lambda: len(lv.app.parking) == 1, "the wait is parked")
+    await until(lambda: len(lv.app.parking) == 1, "the wait is parked")
 
     async def busy(_ticket: Any) -> dict[str, Any]:
         raise DatabaseBusy("no connection")
@@ -193,7 +186,7 @@ async def test_stopping_the_server_asks_parked_agents_to_call_again_instead_of_d
     try:
         req = await live.submit()
         waits = [await _open_wait(live, req["id"]) for _ in range(3)]
-        await _until(lambda: len(live.app.parking) == 3, "three waits are parked")
+        await until(lambda: len(live.app.parking) == 3, "three waits are parked")
         started = time.monotonic()
         await live.app.stop()
         assert time.monotonic() - started < 5
@@ -212,10 +205,10 @@ async def test_the_deadline_heap_does_not_keep_answered_waits(lv: Live) -> None:
     req = await lv.submit()
     for _ in range(5):
         waits = [await _open_wait(lv, req["id"], timeout_s=60) for _ in range(60)]
-        await _until(lambda: len(lv.app.parking) == 60, "sixty waits are parked")
+        await until(lambda: len(lv.app.parking) == 60, "sixty waits are parked")
         for _, writer in waits:
             writer.close()
-        await _until(lambda: len(lv.app.parking) == 0, "every hung-up wait is forgotten")
+        await until(lambda: len(lv.app.parking) == 0, "every hung-up wait is forgotten")
     assert len(lv.app.parking._deadlines) <= 130  # 300 if nothing were ever dropped
 
 
@@ -226,7 +219,7 @@ async def test_a_crowd_of_waits_decided_hung_up_and_timed_out_leaves_no_socket_o
     fds_before = _open_fds()
     reqs = [await lv.submit() for _ in range(40)]
     waits = [(reqs[i % 40]["id"], *await _open_wait(lv, reqs[i % 40]["id"], timeout_s=1.0)) for i in range(200)]
-    await _until(lambda: len(lv.app.parking) == 200, "every wait is parked")
+    await until(lambda: len(lv.app.parking) == 200, "every wait is parked")
     rng = random.Random(4)
     gone = set(rng.sample(range(200), 50))
     for i in gone:
@@ -244,6 +237,6 @@ async def test_a_crowd_of_waits_decided_hung_up_and_timed_out_leaves_no_socket_o
     for (rid, _, writer), status in zip(kept, statuses, strict=True):
         writer.close()
         assert status == ("approved" if rid in decided else "pending")
-    await _until(lambda: len(lv.app.parking) == 0 and len(lv.app.service.waiters) == 0, "nothing is left parked")
+    await until(lambda: len(lv.app.parking) == 0 and len(lv.app.service.waiters) == 0, "nothing is left parked")
     if fds_before is not None:  # the client and server ends of the decisions' pooled connections may stay open
-        await _until(lambda: (_open_fds() or 0) <= fds_before + 45, "the parked sockets are closed")
+        await until(lambda: (_open_fds() or 0) <= fds_before + 45, "the parked sockets are closed")

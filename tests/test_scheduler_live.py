@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,6 +20,7 @@ from bot.settings import Secret
 from storage import repository as repo
 from tests.conftest import make_settings
 from tests.support.fakeslack import Call, FakeSlack
+from tests.support.polling import until
 from tests.support.scheduling import ESCALATE_CHANNEL, ONCALL, JumpClock, config
 from tests.support.slack_requests import SIGNING_SECRET
 
@@ -45,15 +46,6 @@ async def running(db_url: str, slack: FakeSlack, cfg: Config, clock: JumpClock) 
 async def submit(app: SignoffApp, **fields: Any) -> dict[str, Any]:
     body = SubmitBody.model_validate({"action": {"tool": "send_email", "args": {"to": "a@example.com"}}, **fields})
     return (await app.service.submit(agent="agent-1", body=body)).request
-
-
-async def until(what: str, check: Callable[[], bool], timeout: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def recorded(app: SignoffApp, ids: list[str]) -> None:
@@ -97,19 +89,19 @@ async def test_reminders_escalations_and_digests_reach_slack_as_thread_replies_a
     async with FakeSlack(post_rate=None) as slack, running(sqlite_url, slack, cfg, clock) as app:
         req = await submit(app, channel="C0CARDS", reviewers=["S0REVIEWERS", "U0DANA"],
                            context={"summary": "Refund order 1234"})
-        await until("the card", lambda: req["id"] in card_ts(slack))
+        await until(lambda: req["id"] in card_ts(slack), "the card", timeout=20.0)
         ts = card_ts(slack)[req["id"]]
 
         clock.advance(60)
-        await until("the reminder", lambda: len(posts(slack, "C0CARDS", thread=True)) == 1)
+        await until(lambda: len(posts(slack, "C0CARDS", thread=True)) == 1, "the reminder", timeout=20.0)
         (reminder,) = posts(slack, "C0CARDS", thread=True)
         assert reminder.params["thread_ts"] == ts
         assert "<!subteam^S0REVIEWERS>" in reminder.params["blocks"][0]["text"]["text"]
         assert "<@U0DANA>" in reminder.params["blocks"][0]["text"]["text"]
 
         clock.advance(60)
-        await until("the escalation", lambda: len(posts(slack, ESCALATE_CHANNEL)) == 1
-                    and len(posts(slack, "C0CARDS", thread=True)) == 2)
+        await until(lambda: len(posts(slack, ESCALATE_CHANNEL)) == 1
+                    and len(posts(slack, "C0CARDS", thread=True)) == 2, "the escalation", timeout=20.0)
         (notice,) = posts(slack, ESCALATE_CHANNEL)
         body = notice.params["blocks"][0]["text"]["text"]
         permalink = app.service and (await app.service.get(request_id=req["id"]))["slack"]["permalink"]
@@ -117,13 +109,13 @@ async def test_reminders_escalations_and_digests_reach_slack_as_thread_replies_a
         assert f"<!subteam^{ONCALL}>" in body and "Refund order 1234" in body
         reply = posts(slack, "C0CARDS", thread=True)[-1]
         assert reply.params["thread_ts"] == ts and "Escalated" in reply.params["blocks"][0]["text"]["text"]
-        await until("the card update", lambda: len(slack.calls("chat.update", ok=True)) == 1)
+        await until(lambda: len(slack.calls("chat.update", ok=True)) == 1, "the card update", timeout=20.0)
         assert "escalation" in str(slack.message("C0CARDS", ts).blocks)
 
         clock.advance(1)  # any time in the next hour's slot, after the hourly fire in real time: send now
         out = await app.schedule.send_digest_now("esc")
         assert out.queued
-        await until("the digest", lambda: len(posts(slack, DIGEST_CHANNEL)) == 1)
+        await until(lambda: len(posts(slack, DIGEST_CHANNEL)) == 1, "the digest", timeout=20.0)
         digest = str(posts(slack, DIGEST_CHANNEL)[0].params["blocks"])
         assert f"<{permalink}|*send_email*>" in digest
         slack.assert_no_breaches()
@@ -135,14 +127,14 @@ async def test_after_downtime_every_overdue_request_is_expired_at_start(db_url: 
     async with FakeSlack(post_rate=None) as slack:
         async with running(db_url, slack, cfg, clock) as app:
             reqs = [await submit(app, channel=f"C0DOWN{i}", timeout_s=600) for i in range(4)]
-            await until("the cards", lambda: len(card_ts(slack)) == 4)
+            await until(lambda: len(card_ts(slack)) == 4, "the cards", timeout=20.0)
             await recorded(app, [r["id"] for r in reqs])
         clock.advance(3600)  # the server was down past every deadline
         async with running(db_url, slack, cfg, clock) as app:
             async with app.db.read() as s:  # the rows themselves, as soon as start() returned
                 statuses = [(await repo.get_request(s, request_id=r["id"])).status for r in reqs]  # type: ignore[union-attr]
             assert statuses == ["expired"] * 4
-            await until("the card updates", lambda: len(slack.calls("chat.update", ok=True)) == 4)
+            await until(lambda: len(slack.calls("chat.update", ok=True)) == 4, "the card updates", timeout=20.0)
             updated = Counter(c.params["ts"] for c in slack.calls("chat.update", ok=True))
             assert updated == Counter(card_ts(slack).values())
         slack.assert_no_breaches()
@@ -160,7 +152,7 @@ async def test_two_replicas_send_each_reminder_escalation_digest_and_expiry_upda
         reqs = [await (one if i % 2 else two).service.submit(agent="agent-1", body=SubmitBody.model_validate(
             {"action": {"tool": "deploy", "args": {"n": i}}, "channel": ch})) for i, ch in enumerate(channels)]
         ids = [r.request["id"] for r in reqs]
-        await until("the cards", lambda: set(card_ts(slack)) >= set(ids))
+        await until(lambda: set(card_ts(slack)) >= set(ids), "the cards", timeout=20.0)
 
         def replies() -> int:
             return sum(len(posts(slack, ch, thread=True)) for ch in channels)
@@ -169,7 +161,7 @@ async def test_two_replicas_send_each_reminder_escalation_digest_and_expiry_upda
                              (60, lambda: replies() == 9 and len(posts(slack, ESCALATE_CHANNEL)) == 3),
                              (180, lambda: len(slack.calls("chat.update", ok=True)) == 6)):
             clock.advance(step)
-            await until(f"the work due at +{step}", wanted)
+            await until(wanted, f"the work due at +{step}", timeout=20.0)
         await asyncio.sleep(1.5)  # let both replicas run every sweep and digest job a few more times
         for app in (one, two):  # then stop digesting, so the count below cannot move while it is checked
             app._scheduler.remove_job(DIGEST_JOB_PREFIX + "esc")
